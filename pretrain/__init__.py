@@ -1,0 +1,1 @@
+"""Masked-image-modeling pretraining: MAE, ConvMAE and SIM encoders (torch + timm only)."""

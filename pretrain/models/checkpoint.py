@@ -1,0 +1,95 @@
+"""Checkpoint loading with errors that name what does not match."""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file and return its state dict (``['model']`` of the official files)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise CheckpointMismatchError(
+            f"could not read {path} as a torch checkpoint ({type(exc).__name__}: {exc}); "
+            "expected a file written by torch.save holding {'model': state_dict} or a state dict"
+        ) from exc
+    for key in ("model", "state_dict", "module"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointMismatchError(
+            f"{path} holds no state dict; expected {{'model': state_dict}} or a plain state dict"
+        )
+    return dict(obj)
+
+
+def describe_mismatch(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], allow_missing_prefixes: tuple[str, ...] = (),
+    limit: int = 5,
+) -> list[str]:
+    """Human-readable problems (missing / unexpected keys, shape mismatches), empty when it fits."""
+    own = model.state_dict()
+    problems = []
+    missing = [k for k in own if k not in state_dict and not k.startswith(allow_missing_prefixes)]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and state_dict[k].shape != own[k].shape
+    ]
+    for title, items in (("shape mismatch", shapes), ("missing", missing), ("unexpected", unexpected)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            problems.append(f"{len(items)} {title} keys, first: {'; '.join(items[:limit])}{more}")
+    return problems
+
+
+def load_state_dict_checked(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    allow_missing_prefixes: tuple[str, ...] = (),
+    name: str = "checkpoint",
+) -> list[str]:
+    """Load strictly except for keys under ``allow_missing_prefixes`` (e.g. the decoder when loading an
+    encoder-only checkpoint). Raises CheckpointMismatchError naming the first mismatching keys and
+    shapes; returns the missing keys that were allowed."""
+    problems = describe_mismatch(model, state_dict, allow_missing_prefixes)
+    if problems:
+        raise CheckpointMismatchError(
+            f"{name} does not fit {type(model).__name__}: " + " | ".join(problems)
+            + ". Is it a checkpoint of another architecture or size?"
+        )
+    result = model.load_state_dict(state_dict, strict=False)
+    return list(result.missing_keys)
+
+
+def load_pretrained(
+    model: nn.Module,
+    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
+    name: str | None = None,
+) -> list[str]:
+    """Load a full or an encoder-only checkpoint (a path or a state dict) into a pretraining model.
+
+    Every key of ``model.encoder_state_dict()`` (the whole state dict for models without that
+    method) must be present with its shape; the others (decoder, mask token, SIM's projector,
+    predictor and momentum branch) may be missing. Unexpected keys are errors. Returns the keys
+    left at their initial values.
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        name = name or str(checkpoint)
+        checkpoint = read_state_dict(checkpoint)
+    own = model.state_dict()
+    encoder_keys = set(model.encoder_state_dict()) if hasattr(model, "encoder_state_dict") else set(own)
+    optional = tuple(k for k in own if k not in encoder_keys)  # exact keys act as prefixes
+    return load_state_dict_checked(model, checkpoint, optional, name or "checkpoint")

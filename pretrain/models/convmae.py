@@ -1,0 +1,395 @@
+"""ConvMAE: masked convolution meets masked autoencoders (Gao et al., NeurIPS 2022).
+
+Facts from the official code (Alpha-VL/ConvMAE ``models_convmae.py``, ``vision_transformer.py``);
+parameter names equal the official ``MaskedAutoencoderConvViT`` so its checkpoints load strictly.
+
+The encoder is a three-stage hybrid (paper Sec. 3.1):
+
+    imgs [N, 3, H, W]
+      patch_embed1 (conv k4 s4 + LN + GELU) -> blocks1 (conv blocks)   [N, C1, H/4,  W/4 ]
+      patch_embed2 (conv k2 s2 + LN + GELU) -> blocks2 (conv blocks)   [N, C2, H/8,  W/8 ]
+      patch_embed3 (conv k2 s2 + LN + GELU) -> patch_embed4 (Linear)   [N, L,  C3], L = H/16 * W/16
+      + fixed sin-cos pos_embed, gather visible tokens -> blocks3 (ViT blocks)
+      + stage1_output_decode(stage 1) + stage2_output_decode(stage 2) at visible tokens -> norm
+
+Block-wise masking (paper Sec. 3.2): the random mask lives on the stage-3 grid and is upsampled to
+the stage-1/2 grids. Masked convolution: in every stage-1/2 block the masked positions are zeroed
+right before the 5x5 depthwise convolution (official: ``attn(mask * conv1(norm1(x)))``), the only
+operation that mixes positions. Every other operation in stages 1-2 is per position and every patch
+embedding is a non-overlapping strided conv aligned with the 16x16 stage-3 patches, so features at
+visible positions never depend on masked pixels (tested in ``tests/test_convmae.py``).
+
+Differences from the official code, all shape-preserving:
+- any input size divisible by the total patch size works (official asserts 224); ``pos_embed`` and
+  ``decoder_pos_embed`` keep the official shape for the construction ``img_size`` and the fixed
+  sin-cos table is recomputed for other grids;
+- ``forward`` takes ``noise`` like MAE to make the mask reproducible;
+- stage-3 and decoder blocks are timm ``Block`` (same parameter names; attention runs through
+  ``F.scaled_dot_product_attention``).
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint
+from timm.layers import ConvMlp, DropPath
+from timm.models.vision_transformer import Block
+
+from .checkpoint import load_state_dict_checked
+from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
+from .pos_embed import get_2d_sincos_pos_embed
+from .reconstruction import patchify, reconstruction_loss, unpatchify
+from .registry import register_model
+
+# Keys that only the pretraining decoder owns: missing in encoder-only checkpoints.
+DECODER_PREFIXES = ("decoder_", "mask_token")
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry (pure functions)
+# ---------------------------------------------------------------------------------------------
+def upsample_token_mask(mask: torch.Tensor, grid: tuple[int, int], scale: int) -> torch.Tensor:
+    """Nearest upsampling of a token mask to a finer grid.
+
+    mask [N, L] on ``grid`` = (h, w), L = h*w  ->  [N, 1, h*scale, w*scale] (same values, row-major).
+    """
+    n = mask.shape[0]
+    h, w = grid
+    m = mask.reshape(n, 1, h, 1, w, 1).expand(n, 1, h, scale, w, scale)
+    return m.reshape(n, 1, h * scale, w * scale)
+
+
+def layer_norm_2d(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over channels of a feature map: x [N, C, H, W] -> [N, C, H, W]."""
+    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers
+# ---------------------------------------------------------------------------------------------
+class ConvPatchEmbed(nn.Module):
+    """Strided non-overlapping conv + LayerNorm + GELU (official ``PatchEmbed``), no size assert.
+
+    x [N, C_in, H, W] -> [N, C_out, H/p, W/p].
+    """
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)  # official: nn.LayerNorm default eps (1e-5)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(layer_norm_2d(self.norm, self.proj(x)))
+
+
+class MaskedConvBlock(nn.Module):
+    """Stage-1/2 block (official ``CBlock``): a depthwise-conv "attention" and a 1x1-conv MLP.
+
+    x [N, C, H, W], visible [N, 1, H, W] (1 = visible, 0 = masked) or None -> [N, C, H, W].
+    The visible mask multiplies the features right before the 5x5 depthwise conv, so masked
+    positions contribute nothing to the visible ones (masked convolution).
+    """
+
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, kernel_size: int = 5, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)  # official: nn.LayerNorm default eps, not the model's norm_layer
+        self.conv1 = nn.Conv2d(dim, dim, 1)
+        self.attn = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.conv2 = nn.Conv2d(dim, dim, 1)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = ConvMlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def forward(self, x: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.conv1(layer_norm_2d(self.norm1, x))
+        if visible is not None:
+            y = y * visible.to(y.dtype)
+        x = x + self.drop_path(self.conv2(self.attn(y)))
+        return x + self.drop_path(self.mlp(layer_norm_2d(self.norm2, x)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+class MaskedAutoencoderConvViT(nn.Module):
+    """ConvMAE pretraining model: hybrid conv/ViT encoder with block-wise masking + MAE decoder."""
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_sizes: Sequence[int] = (4, 2, 2),
+        in_chans: int = 3,
+        embed_dims: Sequence[int] = (256, 384, 768),
+        depths: Sequence[int] = (2, 2, 11),
+        num_heads: int = 12,
+        mlp_ratios: Sequence[float] = (4, 4, 4),
+        decoder_embed_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_num_heads: int = 16,
+        decoder_mlp_ratio: float | None = None,
+        conv_kernel_size: int = 5,
+        drop_path_rate: float = 0.0,
+        norm_pix_loss: bool = False,
+    ):
+        super().__init__()
+        if len(patch_sizes) != 3 or len(embed_dims) != 3 or len(depths) != 3 or len(mlp_ratios) != 3:
+            raise ValueError(
+                "patch_sizes, embed_dims, depths and mlp_ratios need one entry per stage (3); got "
+                f"{patch_sizes}, {embed_dims}, {depths}, {mlp_ratios}"
+            )
+        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.patch_sizes = tuple(patch_sizes)
+        self.patch_size = math.prod(self.patch_sizes)  # 16: one stage-3 token covers 16x16 pixels
+        self.in_chans = in_chans
+        self.embed_dims = tuple(embed_dims)
+        self.norm_pix_loss = norm_pix_loss
+        self.grad_checkpointing = False
+        if self.img_size[0] % self.patch_size or self.img_size[1] % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} must be divisible by {self.patch_size}")
+        self.grid_size = (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size)
+        num_patches = self.grid_size[0] * self.grid_size[1]
+        norm_layer = partial(nn.LayerNorm, eps=1e-6)
+        p1, p2, p3 = self.patch_sizes
+        c1, c2, c3 = self.embed_dims
+        total = sum(depths)  # stochastic depth rising linearly over all blocks of all stages
+        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        dpr1, dpr2, dpr3 = dpr[: depths[0]], dpr[depths[0]: depths[0] + depths[1]], dpr[depths[0] + depths[1]:]
+
+        # ---- encoder --------------------------------------------------------------------------
+        self.patch_embed1 = ConvPatchEmbed(p1, in_chans, c1)
+        self.patch_embed2 = ConvPatchEmbed(p2, c1, c2)
+        self.patch_embed3 = ConvPatchEmbed(p3, c2, c3)
+        self.patch_embed4 = nn.Linear(c3, c3)
+        # stage-1/2 features projected to the stage-3 grid (kernel = stride = remaining downsampling)
+        self.stage1_output_decode = nn.Conv2d(c1, c3, p2 * p3, stride=p2 * p3)
+        self.stage2_output_decode = nn.Conv2d(c2, c3, p3, stride=p3)
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, c3), requires_grad=False)  # fixed sin-cos
+        self.blocks1 = nn.ModuleList(
+            MaskedConvBlock(c1, mlp_ratios[0], conv_kernel_size, drop_path=d) for d in dpr1
+        )
+        self.blocks2 = nn.ModuleList(
+            MaskedConvBlock(c2, mlp_ratios[1], conv_kernel_size, drop_path=d) for d in dpr2
+        )
+        self.blocks3 = nn.ModuleList(
+            Block(c3, num_heads, mlp_ratios[2], qkv_bias=True, drop_path=d, norm_layer=norm_layer) for d in dpr3
+        )
+        self.norm = norm_layer(c3)
+
+        # ---- decoder (as MAE) -----------------------------------------------------------------
+        # official: the decoder blocks use mlp_ratio[0]
+        decoder_mlp_ratio = mlp_ratios[0] if decoder_mlp_ratio is None else decoder_mlp_ratio
+        self.decoder_embed = nn.Linear(c3, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches, decoder_embed_dim), requires_grad=False)
+        self.decoder_blocks = nn.ModuleList(
+            Block(decoder_embed_dim, decoder_num_heads, decoder_mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+            for _ in range(decoder_depth)
+        )
+        self.decoder_norm = norm_layer(decoder_embed_dim)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, self.patch_size**2 * in_chans)
+
+        self.initialize_weights()
+
+    # ---- initialisation (official) -----------------------------------------------------------
+    def initialize_weights(self) -> None:
+        self.pos_embed.data.copy_(get_2d_sincos_pos_embed(self.pos_embed.shape[-1], self.grid_size).unsqueeze(0))
+        self.decoder_pos_embed.data.copy_(
+            get_2d_sincos_pos_embed(self.decoder_pos_embed.shape[-1], self.grid_size).unsqueeze(0)
+        )
+        w = self.patch_embed3.proj.weight.data  # like nn.Linear, as official
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing of every encoder/decoder block (saves memory, costs compute)."""
+        self.grad_checkpointing = enable
+
+    def _run(self, blk: nn.Module, *args: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(blk, *args, use_reentrant=False)
+        return blk(*args)
+
+    # ---- geometry ----------------------------------------------------------------------------
+    def token_grid(self, imgs: torch.Tensor) -> tuple[int, int]:
+        """Stage-3 grid (H/16, W/16) of an image batch [N, C, H, W]."""
+        h, w = imgs.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(
+                f"image size {h}x{w} is not divisible by the total patch size {self.patch_size}; "
+                "resize or crop the input to a multiple of it"
+            )
+        return h // self.patch_size, w // self.patch_size
+
+    @staticmethod
+    def _sincos_for_grid(table: torch.Tensor, grid_size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+        """The fixed sin-cos table [1, L, D] for ``grid``: the stored one at the construction grid,
+        recomputed for any other grid."""
+        if tuple(grid) == tuple(grid_size):
+            return table
+        return get_2d_sincos_pos_embed(table.shape[-1], grid).to(table.device, table.dtype).unsqueeze(0)
+
+    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
+        """imgs [N, 3, H, W] -> [N, L, 16*16*3]."""
+        return patchify(imgs, self.patch_size)
+
+    def unpatchify(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """x [N, L, 16*16*3] -> imgs [N, 3, H, W]; ``grid`` = (H/16, W/16), square when omitted."""
+        return unpatchify(x, self.patch_size, grid)
+
+    # ---- paper steps -------------------------------------------------------------------------
+    def block_wise_masking(
+        self, n: int, grid: tuple[int, int], mask_ratio: float, noise: torch.Tensor | None, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random mask on the stage-3 grid (MAE convention) -> ids_keep [N, K], ids_restore [N, L],
+        mask [N, L] (1 = removed)."""
+        length = grid[0] * grid[1]
+        if noise is None:
+            noise = torch.rand(n, length, device=device)
+        elif noise.shape != (n, length):
+            raise ValueError(f"noise must have shape {(n, length)} (batch, stage-3 tokens); got {tuple(noise.shape)}")
+        return random_masking_indices(noise, mask_ratio)
+
+    def forward_encoder(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        noise: torch.Tensor | None = None,
+        return_features: bool = False,
+    ):
+        """imgs [N, 3, H, W] -> (latent [N, K, C3], mask [N, L], ids_restore [N, L][, features]).
+
+        K = int(L * (1 - mask_ratio)) visible stage-3 tokens. With ``return_features`` also a dict:
+        ``stage1`` [N, C1, H/4, W/4], ``stage2`` [N, C2, H/8, W/8] (conv-stage outputs; masked
+        positions hold values that the visible ones never saw), ``stage3`` [N, K, C3] (ViT-block
+        output at the visible tokens, before the multi-scale sum and ``norm``).
+        """
+        n = imgs.shape[0]
+        grid = self.token_grid(imgs)
+        ids_keep, ids_restore, mask = self.block_wise_masking(n, grid, mask_ratio, noise, imgs.device)
+        s2, s3 = self.patch_sizes[1], self.patch_sizes[2]
+        visible1 = upsample_token_mask(1 - mask, grid, s2 * s3)  # [N, 1, H/4, W/4]
+        visible2 = upsample_token_mask(1 - mask, grid, s3)  # [N, 1, H/8, W/8]
+
+        x = self.patch_embed1(imgs)  # [N, C1, H/4, W/4]
+        for blk in self.blocks1:
+            x = self._run(blk, x, visible1)
+        stage1 = x
+        stage1_embed = self.stage1_output_decode(x).flatten(2).transpose(1, 2)  # [N, L, C3]
+
+        x = self.patch_embed2(x)  # [N, C2, H/8, W/8]
+        for blk in self.blocks2:
+            x = self._run(blk, x, visible2)
+        stage2 = x
+        stage2_embed = self.stage2_output_decode(x).flatten(2).transpose(1, 2)  # [N, L, C3]
+
+        x = self.patch_embed3(x).flatten(2).transpose(1, 2)  # [N, L, C3]
+        x = self.patch_embed4(x)
+        x = x + self._sincos_for_grid(self.pos_embed, self.grid_size, grid)
+        x = gather_tokens(x, ids_keep)  # [N, K, C3], visible tokens only
+        for blk in self.blocks3:
+            x = self._run(blk, x)
+        stage3 = x
+        x = x + gather_tokens(stage1_embed, ids_keep) + gather_tokens(stage2_embed, ids_keep)
+        x = self.norm(x)
+        if return_features:
+            return x, mask, ids_restore, {"stage1": stage1, "stage2": stage2, "stage3": stage3}
+        return x, mask, ids_restore
+
+    def forward_decoder(self, x: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int] | None = None):
+        """x [N, K, C3], ids_restore [N, L] -> pred [N, L, 16*16*3]; ``grid`` (h, w) of the L tokens,
+        the construction grid when omitted."""
+        if grid is None:
+            if ids_restore.shape[1] != self.grid_size[0] * self.grid_size[1]:
+                raise ValueError(
+                    f"{ids_restore.shape[1]} tokens do not match the construction grid {self.grid_size}; "
+                    "pass grid=(H/16, W/16) of the input"
+                )
+            grid = self.grid_size
+        x = self.decoder_embed(x)  # [N, K, D]
+        x = unshuffle_with_mask_tokens(x, self.mask_token, ids_restore)  # [N, L, D]
+        x = x + self._sincos_for_grid(self.decoder_pos_embed, self.grid_size, grid)
+        for blk in self.decoder_blocks:
+            x = self._run(blk, x)
+        return self.decoder_pred(self.decoder_norm(x))
+
+    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """imgs [N, 3, H, W], pred [N, L, 16*16*3], mask [N, L] (1 = removed) -> MSE on removed patches."""
+        return reconstruction_loss(imgs, pred, mask, self.patch_size, self.norm_pix_loss)
+
+    def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, noise: torch.Tensor | None = None):
+        """imgs [N, 3, H, W] -> (loss, pred [N, L, 16*16*3], mask [N, L] with 1 = removed)."""
+        latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
+        pred = self.forward_decoder(latent, ids_restore, self.token_grid(imgs))
+        loss = self.forward_loss(imgs, pred, mask)
+        return loss, pred, mask
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def load_pretrained(self, state_dict, name: str = "checkpoint") -> list[str]:
+        """Load an official or own checkpoint: the full pretraining model, or an encoder-only dict
+        (then only decoder keys ``decoder_*``/``mask_token`` may be missing). Returns missing keys;
+        raises CheckpointMismatchError naming the keys that do not fit."""
+        return load_state_dict_checked(self, state_dict, allow_missing_prefixes=DECODER_PREFIXES, name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes
+# ---------------------------------------------------------------------------------------------
+@register_model
+def convmae_tiny(**kwargs) -> MaskedAutoencoderConvViT:
+    """CPU test/demo size (not a paper model)."""
+    cfg = dict(
+        embed_dims=(32, 48, 64), depths=(1, 1, 2), num_heads=4, mlp_ratios=(2, 2, 2),
+        decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4,
+    )
+    return MaskedAutoencoderConvViT(**{**cfg, **kwargs})
+
+
+@register_model
+def convmae_small(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-S. Source: Alpha-VL/FastConvMAE models_fastconvmae.py
+    ``fastconvmae_convvit_small_patch16_dec512d8b`` (dims 128/256/384, depths 2/2/11, 6 heads);
+    Alpha-VL/ConvMAE itself only releases the base definition."""
+    cfg = dict(embed_dims=(128, 256, 384), depths=(2, 2, 11), num_heads=6, mlp_ratios=(4, 4, 4))
+    return MaskedAutoencoderConvViT(**{**cfg, **kwargs})
+
+
+@register_model
+def convmae_base(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-B = official ``convmae_convvit_base_patch16`` (Alpha-VL/ConvMAE models_convmae.py):
+    dims 256/384/768, depths 2/2/11, 12 heads, mlp 4, decoder 512-d x 8 blocks x 16 heads."""
+    return MaskedAutoencoderConvViT(**kwargs)
+
+
+@register_model
+def convmae_large(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-L (ConvMAE-v2 sizes). Not in Alpha-VL/ConvMAE; taken from a public derivative of the
+    official code (``convmae_convvit_large_patch16_dec512d8b``-style factory): dims 384/768/1024,
+    depths 2/2/23, 16 heads, mlp ratios 8/8/4, decoder mlp ratio = mlp_ratios[0] (8) as the official
+    class does. Check against the released ConvMAE-v2 checkpoint before relying on it."""
+    cfg = dict(embed_dims=(384, 768, 1024), depths=(2, 2, 23), num_heads=16, mlp_ratios=(8, 8, 4))
+    return MaskedAutoencoderConvViT(**{**cfg, **kwargs})
+
+
+@register_model
+def convmae_huge(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-H (ConvMAE-v2 sizes), same source and caveat as ``convmae_large``: dims 768/1024/1280,
+    depths 2/2/31, 16 heads, mlp ratios 8/8/4."""
+    cfg = dict(embed_dims=(768, 1024, 1280), depths=(2, 2, 31), num_heads=16, mlp_ratios=(8, 8, 4))
+    return MaskedAutoencoderConvViT(**{**cfg, **kwargs})

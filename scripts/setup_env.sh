@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Build (or reuse) the project's Python environment and link it into the clone as .venv.
+#
+# The environment lives outside the clone, under $MIM_CACHE (default ~/.cache/mimtoolkit), in a folder
+# keyed by a hash of the dependency pins (pyproject.toml's dependency lists + this script), so every
+# clone with the same pins reuses it. A folder without the `.complete` marker is a half-built
+# environment (an interrupted setup) and is deleted and rebuilt, never reused.
+#
+# Steps on a fresh machine (only Python 3.11, gcc and pip needed):
+#   1. venv + torch/torchvision as pinned (numpy<2, setuptools<70 for mmcv's setup.py)
+#   2. mmcv 2.1.0 wheel built from its sdist with -std=c++20 (torch>=2.6 headers need C++20); CPU ops
+#      always, CUDA ops when nvcc and a GPU are present; the wheel is cached under $MIM_CACHE/wheels
+#   3. the project in editable mode with its pinned dependencies (mmsegmentation, mmengine, timm, ...)
+#   4. detectron2 from GitHub when reachable, otherwise the pure-Python package of the registry's
+#      `sal-detectron2` wheel (a build of upstream detectron2 for CPython 3.10) without its compiled _C
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${MIM_CACHE:-$HOME/.cache/mimtoolkit}"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null || PY=python3
+MMCV_VERSION=2.1.0
+SAL_D2_VERSION=0.7.2
+
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+pins_hash() {
+    "$PY" - "$ROOT/pyproject.toml" "$ROOT/scripts/setup_env.sh" <<'PYEOF'
+import hashlib, sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+h = hashlib.sha256()
+h.update(repr((project["dependencies"], project.get("optional-dependencies", {}))).encode())
+h.update(open(sys.argv[2], "rb").read())
+h.update(sys.version.split()[0].encode())
+print(h.hexdigest()[:16])
+PYEOF
+}
+
+ENV_DIR="$CACHE/envs/$(pins_hash)"
+link_env() { ln -sfn "$ENV_DIR" "$ROOT/.venv"; }
+
+if [[ -f "$ENV_DIR/.complete" ]]; then
+    link_env
+    # The editable install points at the clone that built the environment; re-point it at this one
+    # (a fresh CI clone lives in another folder). This is a single .pth file, it takes a second.
+    "$ENV_DIR/bin/python" - "$ROOT" <<'PYEOF'
+import pathlib, site, sys
+pth = pathlib.Path(site.getsitepackages()[0]) / "mimtoolkit_clone.pth"
+pth.write_text(sys.argv[1] + "\n")
+PYEOF
+    log "reusing environment $ENV_DIR ($(cat "$ENV_DIR/.complete"))"
+    exit 0
+fi
+
+if [[ -d "$ENV_DIR" ]]; then
+    log "found a half-built environment at $ENV_DIR (no .complete marker): deleting and rebuilding"
+    rm -rf "$ENV_DIR"
+fi
+mkdir -p "$CACHE/envs" "$CACHE/wheels"
+log "creating environment $ENV_DIR"
+"$PY" -m venv "$ENV_DIR"
+link_env  # the link is harmless while half-built: only the .complete marker makes it reusable
+VPY="$ENV_DIR/bin/python"
+pip_install() { "$VPY" -m pip install --disable-pip-version-check --no-input "$@"; }
+
+log "step 1/4: torch, torchvision, build tools"
+pip_install -q --upgrade "pip<26"
+pip_install -q torch==2.14.1 torchvision==0.29.1 "numpy>=1.24,<2" wheel ninja
+# mmcv 2.1.0's setup.py imports pkg_resources (gone from setuptools >= 70). torch's metadata asks for a
+# newer setuptools, so pip warns about the conflict; the old one is only needed for this build.
+pip_install -q "setuptools<70" 2>&1 | grep -v "dependency conflicts\|requires setuptools" || true
+
+log "step 2/4: mmcv $MMCV_VERSION with compiled ops"
+HAS_GPU=$("$VPY" -c 'import torch; print(int(torch.cuda.is_available()))')
+if [[ "$HAS_GPU" == 1 ]] && command -v nvcc >/dev/null; then FLAVOUR=cuda; else FLAVOUR=cpu; fi
+TORCH_VERSION=$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0])')
+WHEEL_DIR="$CACHE/wheels/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-py$("$VPY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')-$FLAVOUR"
+if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
+    BUILD=$(mktemp -d "$CACHE/wheels/build.XXXXXX")
+    trap 'rm -rf "$BUILD"' EXIT
+    log "building mmcv from its sdist ($FLAVOUR ops; about 20 minutes on 2 cores, once per machine)"
+    "$VPY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$BUILD"
+    tar -xzf "$BUILD"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD"
+    SRC="$BUILD/mmcv-$MMCV_VERSION"
+    # torch >= 2.6 headers need C++20; mmcv 2.1.0 forces c++14/c++17.
+    sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$SRC/setup.py"
+    grep -q 'c++20' "$SRC/setup.py" || { log "C++20 patch did not apply to mmcv's setup.py"; exit 1; }
+    if [[ "$FLAVOUR" == cuda ]]; then export FORCE_CUDA=1; else export FORCE_CUDA=0; fi
+    (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS="$(nproc)" "$VPY" -m pip wheel -q --no-build-isolation --no-deps . -w "$BUILD/out")
+    mkdir -p "$WHEEL_DIR.tmp" && mv "$BUILD"/out/mmcv-*.whl "$WHEEL_DIR.tmp"/ && mv -T "$WHEEL_DIR.tmp" "$WHEEL_DIR"
+    log "cached mmcv wheel in $WHEEL_DIR"
+else
+    log "reusing cached mmcv wheel from $WHEEL_DIR"
+fi
+pip_install -q --no-deps "$WHEEL_DIR"/mmcv-*.whl
+
+log "step 3/4: the project (editable) and its pinned dependencies"
+pip_install -q -e "$ROOT[test]" "setuptools>=70"
+# Clones elsewhere reach the package source through this .pth (see the reuse branch above).
+"$VPY" - "$ROOT" <<'PYEOF'
+import pathlib, site, sys
+(pathlib.Path(site.getsitepackages()[0]) / "mimtoolkit_clone.pth").write_text(sys.argv[1] + "\n")
+PYEOF
+
+log "step 4/4: detectron2"
+D2_SOURCE=""
+if timeout 90 git ls-remote --exit-code https://github.com/facebookresearch/detectron2.git HEAD >/dev/null 2>&1; then
+    if pip_install -q --no-build-isolation --no-deps "git+https://github.com/facebookresearch/detectron2.git"; then
+        D2_SOURCE="GitHub (facebookresearch/detectron2, compiled)"
+    fi
+fi
+if [[ -z "$D2_SOURCE" ]]; then
+    log "GitHub not reachable: using the pure-Python package of the registry's sal-detectron2==$SAL_D2_VERSION wheel"
+    D2_TMP=$(mktemp -d)
+    "$VPY" -m pip download -q --no-deps --python-version 3.10 --only-binary=:all: "sal-detectron2==$SAL_D2_VERSION" -d "$D2_TMP"
+    "$VPY" -m zipfile -e "$D2_TMP"/sal_detectron2-*.whl "$D2_TMP/unpacked"
+    SITE=$("$VPY" -c 'import site; print(site.getsitepackages()[0])')
+    rm -rf "$SITE/detectron2"
+    cp -r "$D2_TMP/unpacked/detectron2" "$SITE/detectron2"
+    find "$SITE/detectron2" -name '_C*.so' -delete
+    rm -rf "$D2_TMP"
+    D2_SOURCE="registry sal-detectron2==$SAL_D2_VERSION (pure Python, no _C ops)"
+fi
+log "detectron2 source: $D2_SOURCE"
+
+"$VPY" -c 'import torch, torchvision, mmcv, mmcv.ops, mmseg.models, mmengine, detectron2.modeling, timm, fvcore, pycocotools' \
+    || { log "import check failed: the environment is incomplete"; exit 1; }
+echo "built $(date -u +%FT%TZ); mmcv ops: $FLAVOUR; detectron2: $D2_SOURCE" > "$ENV_DIR/.complete"
+link_env
+log "environment ready: $ENV_DIR"

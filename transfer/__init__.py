@@ -1,0 +1,1 @@
+"""Transfer of pretrained encoders to detection (detectron2) and segmentation (mmsegmentation)."""

@@ -1,0 +1,1 @@
+"""detectron2 glue: the only package that imports detectron2."""

@@ -1,0 +1,1 @@
+"""mmsegmentation glue: the only package that imports mmseg / mmcv / mmengine."""
