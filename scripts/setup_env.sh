@@ -63,13 +63,17 @@ log "creating environment $ENV_DIR"
 link_env  # the link is harmless while half-built: only the .complete marker makes it reusable
 VPY="$ENV_DIR/bin/python"
 pip_install() { "$VPY" -m pip install --disable-pip-version-check --no-input "$@"; }
+# mmcv's setup.py and detectron2's model_zoo import pkg_resources, removed in setuptools 70. torch's
+# metadata asks for setuptools >= 77 (only to build C++ extensions), so pip reports a conflict.
+install_old_setuptools() {
+    log "installing setuptools<70 (pip reports a conflict with torch's metadata: expected, harmless)"
+    pip_install -q "setuptools<70"
+}
 
 log "step 1/4: torch, torchvision, build tools"
 pip_install -q --upgrade "pip<26"
 pip_install -q torch==2.14.1 torchvision==0.29.1 "numpy>=1.24,<2" wheel ninja
-# mmcv 2.1.0's setup.py imports pkg_resources (gone from setuptools >= 70). torch's metadata asks for a
-# newer setuptools, so pip warns about the conflict; the old one is only needed for this build.
-pip_install -q "setuptools<70" 2>&1 | grep -v "dependency conflicts\|requires setuptools" || true
+install_old_setuptools  # mmcv 2.1.0's setup.py imports pkg_resources
 
 log "step 2/4: mmcv $MMCV_VERSION with compiled ops"
 HAS_GPU=$("$VPY" -c 'import torch; print(int(torch.cuda.is_available()))')
@@ -96,7 +100,8 @@ fi
 pip_install -q --no-deps "$WHEEL_DIR"/mmcv-*.whl
 
 log "step 3/4: the project (editable) and its pinned dependencies"
-pip_install -q -e "$ROOT[test]" "setuptools>=70"
+pip_install -q -e "$ROOT[test]"
+install_old_setuptools  # the resolver above upgraded it for torch
 # Clones elsewhere reach the package source through this .pth (see the reuse branch above).
 "$VPY" - "$ROOT" <<'PYEOF'
 import pathlib, site, sys

@@ -80,6 +80,41 @@ def test_encoder_mask_tokens_ablation():
     assert "encoder_mask_token" not in tiny().state_dict()  # default keeps the official keys
 
 
+def official_forward(model, imgs, mask_ratio, noise):
+    """facebookresearch/mae models_mae.py forward (random_masking fed our noise), inline reference."""
+    x = model.patch_embed(imgs) + model.pos_embed[:, 1:, :]
+    n, length, d = x.shape
+    len_keep = int(length * (1 - mask_ratio))
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    x = torch.gather(x, 1, ids_shuffle[:, :len_keep].unsqueeze(-1).repeat(1, 1, d))
+    mask = torch.ones(n, length)
+    mask[:, :len_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    x = torch.cat([(model.cls_token + model.pos_embed[:, :1, :]).expand(n, -1, -1), x], dim=1)
+    for blk in model.blocks:
+        x = blk(x)
+    x = model.decoder_embed(model.norm(x))
+    mask_tokens = model.mask_token.repeat(n, ids_restore.shape[1] + 1 - x.shape[1], 1)
+    x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+    x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
+    x = torch.cat([x[:, :1, :], x_], dim=1) + model.decoder_pos_embed
+    for blk in model.decoder_blocks:
+        x = blk(x)
+    pred = model.decoder_pred(model.decoder_norm(x))[:, 1:, :]
+    return pred, mask
+
+
+def test_forward_equals_official_algorithm():
+    model = tiny()
+    imgs, noise = torch.randn(2, 3, 64, 64), torch.rand(2, 16)
+    with torch.no_grad():
+        _, pred, mask = model(imgs, 0.75, noise)
+        ref_pred, ref_mask = official_forward(model, imgs, 0.75, noise)
+    assert torch.equal(mask, ref_mask)
+    torch.testing.assert_close(pred, ref_pred)
+
+
 # ---- loss ---------------------------------------------------------------------------------------
 def test_loss_only_on_removed_patches():
     model = tiny()

@@ -10,6 +10,7 @@ from pycocotools.cocoeval import COCOeval
 def _gt(num_images: int) -> COCO:
     coco = COCO()
     coco.dataset = {
+        "info": {},
         "images": [{"id": i, "width": 100, "height": 100} for i in range(num_images)],
         "categories": [{"id": 1, "name": "square"}],
         "annotations": [

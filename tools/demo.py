@@ -10,6 +10,8 @@ import torch
 
 
 def run_detection(iters: int) -> None:
+    from detectron2.utils.events import EventStorage
+
     from transfer.det.smoke import tiny_vitdet_mask_rcnn, toy_instance_sample
 
     model = tiny_vitdet_mask_rcnn(img_size=128, num_classes=3)
@@ -17,7 +19,8 @@ def run_detection(iters: int) -> None:
     batch = [toy_instance_sample(128, seed=s) for s in range(2)]
     model.train()
     for it in range(1, iters + 1):
-        losses = model(batch)
+        with EventStorage(it):
+            losses = model(batch)
         total = sum(losses.values())
         opt.zero_grad()
         total.backward()

@@ -32,13 +32,16 @@ class PermuteBN(nn.Module):
     """BatchNorm1d over the channels of tokens [N, L, C], in float32 (the official projector and
     predictor norm; convert to SyncBatchNorm under DDP as the official main_pretrain.py does)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, device=None, dtype=None):  # timm >= 1.0.20 passes device/dtype
         super().__init__()
-        self.bn = nn.BatchNorm1d(dim)
+        self.bn = nn.BatchNorm1d(dim, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.bn(x.float().transpose(1, 2)).transpose(1, 2)  # [N, C, L] for BN
+            # statistics per channel over all N*L tokens, identical to the official BN on
+            # [N, C, L]; the flat [N*L, C] layout avoids transposes (which trip torch.compile's
+            # AOT autograd in BN + Linear backward)
+            return self.bn(x.float().reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
 def unigrad_loss(pred: torch.Tensor, target: torch.Tensor, neg_weight: float = 0.02) -> torch.Tensor:
@@ -121,7 +124,7 @@ class SiameseIMViT(nn.Module):
         self.grid_size = tuple(self.patch_embed.grid_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = fixed_pos_embed(embed_dim, self.grid_size)  # [1, 1 + L, D]
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linspace(0, rate, depth)
         self.blocks = blocks(embed_dim, num_heads, depth, norm_layer, dpr, init_values)
 
         # online projector and predictor

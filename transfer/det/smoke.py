@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from detectron2 import model_zoo
 from detectron2.config import instantiate
+from detectron2.layers import ShapeSpec
 from detectron2.structures import BitMasks, Boxes, Instances
 
 
@@ -22,6 +23,7 @@ def tiny_vitdet_mask_rcnn(img_size: int = 128, num_classes: int = 3) -> torch.nn
     cfg.roi_heads.batch_size_per_image = 64
     cfg.roi_heads.box_head.conv_dims = [32]
     cfg.roi_heads.box_head.fc_dims = [64]
+    cfg.roi_heads.box_predictor.input_shape = ShapeSpec(channels=64)
     cfg.roi_heads.mask_head.conv_dims = [32, 32]
     cfg.proposal_generator.batch_size_per_image = 64
     cfg.proposal_generator.post_nms_topk = (100, 100)

@@ -1,0 +1,152 @@
+"""Transformer block with window or global attention on a channel-last token grid.
+
+Shared by the plain ViT (ViTDet) and ConvMAE's stage 3. Forward semantics of detectron2
+``modeling/backbone/vit.py`` ``Block``/``Attention``: pre-norm; windows are cut after ``norm1``
+(zero padding to a multiple of the window), attention, windows merged and padding cropped, residual,
+MLP. Attention runs through ``F.scaled_dot_product_attention``; relative position terms (the
+block's own decomposed ``rel_pos_h``/``rel_pos_w`` and/or a bias handed in by the caller, e.g.
+ConvMAE's shared tables) enter as its ``attn_mask``.
+
+Parameter names are MAE's encoder names (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
+``mlp.fc1``, ``mlp.fc2``) plus detectron2's ``attn.rel_pos_h``/``attn.rel_pos_w``.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from timm.layers import DropPath, Mlp
+
+from .rel_pos import decomposed_rel_pos_bias
+from .window_attention import pad_to_window, shifted_window_mask, window_partition, window_unpartition
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a token grid with optional decomposed relative positions.
+
+    ``rel_pos_size`` (h, w): the grid the zero-initialised tables ``rel_pos_h`` [2h-1, head_dim] and
+    ``rel_pos_w`` [2w-1, head_dim] are sized for (the window, or the full grid for global blocks);
+    None disables them. Other grids interpolate the tables linearly (detectron2 ``get_rel_pos``).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        rel_pos_size: tuple[int, int] | None = None,
+        rel_pos_zero_init: bool = True,
+    ):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = rel_pos_size is not None
+        if self.use_rel_pos:
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_pos_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_pos_size[1] - 1, head_dim))
+            if not rel_pos_zero_init:
+                nn.init.trunc_normal_(self.rel_pos_h, std=0.02)
+                nn.init.trunc_normal_(self.rel_pos_w, std=0.02)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, h, w, C], attn_bias broadcastable to [B, heads, h*w, h*w] or None -> [B, h, w, C]."""
+        b, h, w, c = x.shape
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # [3, B, nH, L, hd]
+        q, k, v = qkv.unbind(0)  # each [B, nH, L, hd]
+        mask = None if attn_bias is None else attn_bias.to(q.dtype)
+        if self.use_rel_pos:
+            rel = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))  # [B, nH, L, L]
+            mask = rel if mask is None else rel + mask
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nH, L, hd]; scale hd^-0.5
+        x = x.transpose(1, 2).reshape(b, h, w, c)
+        return self.proj(x)
+
+
+class WindowBlock(nn.Module):
+    """Pre-norm transformer block; ``window_size`` 0 = global attention, > 0 = non-overlapping
+    windows of that size (``shift_size`` > 0: Swin's cyclic shift with its region mask).
+
+    ``forward(x, attn_bias)``: x [B, H, W, C] -> [B, H, W, C]; ``attn_bias`` [heads, L, L] is added
+    to every window's (or the global) attention logits, L = window_size^2 (or H*W).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        act_layer=nn.GELU,
+        window_size: int = 0,
+        shift_size: int = 0,
+        rel_pos_size: tuple[int, int] | None = None,
+        rel_pos_zero_init: bool = True,
+    ):
+        super().__init__()
+        if shift_size and not 0 < shift_size < window_size:
+            raise ValueError(f"shift_size must be in (0, window_size={window_size}); got {shift_size}")
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias, rel_pos_size, rel_pos_zero_init)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer)
+
+    def _windowed_attention(self, x: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
+        """x [B, H, W, C] (normalised) -> attention output [B, H, W, C], window by window."""
+        ws, s = self.window_size, self.shift_size
+        h, w = x.shape[1], x.shape[2]
+        if not s:
+            windows, pad_hw = window_partition(x, ws)  # [B*nW, ws, ws, C]
+            out = self.attn(windows, attn_bias)
+            return window_unpartition(out, ws, pad_hw, (h, w))
+        b = x.shape[0]
+        x, pad_hw = pad_to_window(x, ws)
+        x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+        windows, _ = window_partition(x, ws)  # [B*nW, ws, ws, C]
+        mask = shifted_window_mask(pad_hw, ws, s, x.device)  # [nW, L, L]
+        bias = mask[:, None] if attn_bias is None else mask[:, None] + attn_bias[None]  # [nW, nH|1, L, L]
+        n_w = mask.shape[0]
+        bias = bias.unsqueeze(0).expand(b, *bias.shape).reshape(b * n_w, *bias.shape[1:])
+        out = self.attn(windows, bias)
+        out = window_unpartition(out, ws, pad_hw, pad_hw)
+        out = torch.roll(out, shifts=(s, s), dims=(1, 2))
+        return out[:, :h, :w].contiguous()
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            x = self._windowed_attention(x, attn_bias)
+        else:
+            x = self.attn(x, attn_bias)
+        x = shortcut + self.drop_path(x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def run_block(block: nn.Module, x: torch.Tensor, *args, checkpointing: bool = False) -> torch.Tensor:
+    """Apply a block, with activation checkpointing while training with gradients enabled."""
+    if checkpointing and block.training and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, x, *args, use_reentrant=False)
+    return block(x, *args)
+
+
+def init_transformer_weights(m: nn.Module) -> None:
+    """detectron2 ViT init: trunc-normal(0.02) Linear weights, zero bias; LayerNorm (1, 0)."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

@@ -1,0 +1,74 @@
+"""Writers for the generated toy sets: COCO-format instances (detection) and ADE-format label maps
+(segmentation), from the shared scene generator in ``pretrain.toy_data``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from pretrain.toy_data import CATEGORIES, render_scene
+
+
+def write_coco_toy(root: str | Path, num_train: int = 64, num_val: int = 16, size: int = 192,
+                   seed: int = 0) -> Path:
+    """Write ``root/{train,val}/*.png`` and ``root/annotations/instances_{train,val}.json``."""
+    root = Path(root)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)]
+    for split, count in (("train", num_train), ("val", num_val)):
+        (root / split).mkdir(exist_ok=True)
+        images, annotations = [], []
+        for image_id in range(1, count + 1):
+            pixels, objects = render_scene(rng, size)
+            file_name = f"{image_id:06d}.png"
+            Image.fromarray(pixels).save(root / split / file_name)
+            images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
+            for cat, visible in objects:
+                rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
+                x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+                rle["counts"] = rle["counts"].decode("ascii")
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": cat + 1,
+                    "bbox": [x, y, w, h], "area": float(mask_utils.area(rle)), "iscrowd": 0,
+                    "segmentation": rle,
+                })
+        doc = {"info": {"description": "generated toy shapes"}, "images": images,
+               "annotations": annotations, "categories": categories}
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+    return root
+
+
+def write_ade_toy(root: str | Path, num_train: int = 64, num_val: int = 16, size: int = 128,
+                  seed: int = 0) -> Path:
+    """Write mmseg's ADE20K layout: ``images/{training,validation}/*.jpg`` and
+    ``annotations/{training,validation}/*.png``. As in ADE20K, label 0 is "other" (ignored with
+    ``reduce_zero_label``); background is 1 and the shapes are 2..len(CATEGORIES)+1."""
+    root = Path(root)
+    rng = np.random.default_rng(seed + 1)
+    for split, count in (("training", num_train), ("validation", num_val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / split).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            pixels, objects = render_scene(rng, size)
+            label = np.ones((size, size), dtype=np.uint8)
+            for cat, visible in objects:
+                label[visible] = cat + 2
+            name = f"toy_{split}_{index:06d}"
+            Image.fromarray(pixels).save(root / "images" / split / f"{name}.jpg", quality=95)
+            Image.fromarray(label).save(root / "annotations" / split / f"{name}.png")
+    return root
+
+
+def write_image_folder(root: str | Path, count: int = 64, size: int = 96, seed: int = 0) -> Path:
+    """Unlabeled images for pretraining, in an ImageNet-like ``root/toy/*.png`` tree."""
+    root = Path(root)
+    (root / "toy").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 2)
+    for index in range(count):
+        pixels, _ = render_scene(rng, size)
+        Image.fromarray(pixels).save(root / "toy" / f"{index:06d}.png")
+    return root
