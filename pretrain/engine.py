@@ -30,7 +30,7 @@ from pretrain.data import (
     IMAGENET_MEAN, IMAGENET_STD, ResumableBatchSampler, build_dataset, num_grid_tokens, sim_relative_crop,
 )
 from pretrain.models import build_model
-from pretrain.models.convmae import DECODER_PREFIXES
+from pretrain.models.checkpoint import DECODER_PREFIXES
 
 # Every knob, with a generic default; paper hyper-parameters live in configs/pretrain/*.py.
 DEFAULTS = dict(

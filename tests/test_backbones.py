@@ -298,3 +298,22 @@ def test_activation_checkpointing_same_gradients():
         bb(x)["last_feat"].square().mean().backward()
         grads.append(bb.blocks[0].attn.qkv.weight.grad)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_vit_matches_detectron2_vit():
+    """Same state dict (strict) and outputs as detectron2's ViT, padding and rel-pos resizing included."""
+    d2 = pytest.importorskip("detectron2.modeling")
+    from functools import partial
+
+    torch.manual_seed(0)
+    ref = d2.ViT(
+        img_size=128, patch_size=16, embed_dim=96, depth=3, num_heads=3, drop_path_rate=0.0, window_size=4,
+        window_block_indexes=[0, 2], use_rel_pos=True, rel_pos_zero_init=False,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), pretrain_img_size=64,
+    ).eval()
+    ours = build_backbone("vit_tiny_patch16", depth=3, global_blocks=(1,)).eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    for hw in [(128, 128), (80, 112)]:  # 80x112: 5x7 grid, windows padded, global tables resized
+        x = torch.randn(1, 3, *hw)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x)["last_feat"], ref(x)["last_feat"], rtol=1e-5, atol=1e-5)

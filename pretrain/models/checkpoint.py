@@ -8,6 +8,10 @@ import torch
 import torch.nn as nn
 
 
+# Keys of a pretraining model that an encoder-only checkpoint lacks (MAE, ConvMAE).
+DECODER_PREFIXES = ("decoder_", "mask_token")
+
+
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
 
@@ -93,5 +97,5 @@ def load_pretrained(
         encoder_keys = set(model.encoder_state_dict())
         optional = tuple(k for k in model.state_dict() if k not in encoder_keys)  # exact keys as prefixes
     else:
-        optional = ("decoder_", "mask_token")
+        optional = DECODER_PREFIXES
     return load_state_dict_checked(model, checkpoint, optional, name or "checkpoint")

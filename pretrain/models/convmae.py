@@ -39,14 +39,12 @@ import torch.utils.checkpoint
 from timm.layers import ConvMlp, DropPath
 from timm.models.vision_transformer import Block
 
-from .checkpoint import load_state_dict_checked
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
 from .pos_embed import get_2d_sincos_pos_embed
 from .reconstruction import patchify, reconstruction_loss, unpatchify
 from .registry import register_model
 
 # Keys that only the pretraining decoder owns: missing in encoder-only checkpoints.
-DECODER_PREFIXES = ("decoder_", "mask_token")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,11 +339,6 @@ class MaskedAutoencoderConvViT(nn.Module):
         return loss, pred, mask
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def load_pretrained(self, state_dict, name: str = "checkpoint") -> list[str]:
-        """Load an official or own checkpoint: the full pretraining model, or an encoder-only dict
-        (then only decoder keys ``decoder_*``/``mask_token`` may be missing). Returns missing keys;
-        raises CheckpointMismatchError naming the keys that do not fit."""
-        return load_state_dict_checked(self, state_dict, allow_missing_prefixes=DECODER_PREFIXES, name=name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,10 +55,10 @@ class LoadReport:
     resized: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        def groups(keys: list[str], full: bool) -> str:  # "blocks.*.attn.rel_pos_h (2)", "decoder_blocks.* (96)"
+        def groups(keys: list[str], full: bool) -> str:  # "blocks.*.attn.rel_pos_h (24)", "decoder_blocks.* (96)"
             pats = [re.sub(r"\.\d+(?=\.|$)", ".*", k) for k in keys]
             if not full:
-                pats = [p[: p.index("*") + 1] if "*" in p else p.split(".")[0] for p in pats]
+                pats = [p[: p.index("*") + 1] if "*" in p else p for p in pats]
             return ", ".join(f"{k} ({n})" for k, n in sorted(Counter(pats).items())) or "none"
 
         return (
