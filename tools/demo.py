@@ -3,6 +3,8 @@ shrunk ViTDet Mask R-CNN (detectron2) and a shrunk UperNet (mmsegmentation) on g
 CPU, printing the losses, then runs one inference of each."""
 from __future__ import annotations
 
+import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
+
 import argparse
 import time
 

@@ -11,6 +11,8 @@ recipe), identical crops; the full forward includes the momentum encoder on the 
 """
 from __future__ import annotations
 
+import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
+
 import argparse
 import random
 import sys
@@ -19,7 +21,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from pretrain.models import build_model  # noqa: E402
 from pretrain.models.masking import block_wise_mask  # noqa: E402

@@ -16,9 +16,9 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 
-from pretrain.engine import export_encoder, load_config, train  # noqa: E402
+from pretrain.engine import export_encoder, load_config, train
 
 
 def main(argv: list[str] | None = None) -> None:

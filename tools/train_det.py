@@ -11,7 +11,10 @@ Trailing key=value pairs override the LazyConfig (detectron2 syntax).
 """
 from __future__ import annotations
 
+import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
+
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -74,7 +77,10 @@ def main(args) -> dict:
     cfg = setup(args)
     results = do_eval_only(cfg) if args.eval_only else do_train(cfg, resume=args.resume)
     if comm.is_main_process() and results:
-        print(f"final evaluation: {dict(results)}")
+        path = os.path.join(cfg.train.output_dir, "results.json")
+        with open(path, "w") as f:
+            json.dump({task: dict(metrics) for task, metrics in results.items()}, f, indent=1)
+        print(f"final evaluation (also in {path}): {json.dumps(results)}")
     return results
 
 

@@ -38,7 +38,8 @@ __all__ = ["CheckpointMismatchError", "LoadReport", "convert_state_dict", "load_
 
 WRAPPER_PREFIXES = ("module.", "backbone.net.", "backbone.bottom_up.", "backbone.", "encoder.")
 # backbone keys a pretraining checkpoint does not have; they keep their (zero) initialisation
-OPTIONAL_KEYS = re.compile(r"(^|\.)(rel_pos_h|rel_pos_w|relative_position_bias_table)$")
+# (and the segmentation recipes' layer scale, gamma_1 / gamma_2)
+OPTIONAL_KEYS = re.compile(r"(^|\.)(rel_pos_h|rel_pos_w|relative_position_bias_table|gamma_1|gamma_2)$")
 # checkpoint keys that are computed here instead of stored
 DERIVED_KEYS = re.compile(r"(^|\.)relative_position_index$")
 

@@ -51,6 +51,9 @@ class ConvMAEBackbone(nn.Module):
         shift_size: Swin-style cyclic shift of every second windowed block (0 = released config).
         use_rel_pos_bias: the two shared relative position bias tables.
         pos_embed_trainable: official detection freezes it (False).
+        per_block_rel_pos_bias, init_values: the released segmentation backbone (SEG/backbone/
+            convmae.py): a relative position bias table in every stage-3 block instead of the two
+            shared ones (set ``use_rel_pos_bias=False`` with it), and layer scale (see ``WindowBlock``).
     """
 
     arch = "convmae"
@@ -73,6 +76,8 @@ class ConvMAEBackbone(nn.Module):
         use_rel_pos_bias: bool = True,
         pos_embed_trainable: bool = False,
         use_act_checkpoint: bool = False,
+        per_block_rel_pos_bias: bool = False,
+        init_values: float | None = None,
     ):
         super().__init__()
         if len(patch_sizes) != 3 or len(embed_dims) != 3 or len(depths) != 3 or len(mlp_ratios) != 3:
@@ -120,6 +125,8 @@ class ConvMAEBackbone(nn.Module):
                 WindowBlock(
                     c3, num_heads, mlp_ratios[2], qkv_bias, drop_path=d,
                     norm_layer=partial(nn.LayerNorm, eps=1e-6), window_size=window, shift_size=shift,
+                    rel_pos_bias_grid=((window, window) if window else self.grid) if per_block_rel_pos_bias else None,
+                    init_values=init_values,
                 )
             )
         self.blocks3 = nn.ModuleList(blocks3)

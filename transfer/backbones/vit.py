@@ -42,6 +42,8 @@ class ViTBackbone(nn.Module):
         pretrain_img_size, pretrain_use_cls_token: shape of the stored ``pos_embed``
             [1, (1 +) (pretrain_img_size / patch_size)^2, D], as the pretraining checkpoint.
         out_indices: None -> ``{"last_feat": last block output}``; else ``{"block{i}": ...}``.
+        use_rel_pos_bias, init_values: the segmentation recipe's per-block BEiT relative position
+            bias table and layer scale (mmseg ``MAE``; see ``WindowBlock``); off in ViTDet.
         use_act_checkpoint: activation checkpointing of every block while training.
     """
 
@@ -68,6 +70,8 @@ class ViTBackbone(nn.Module):
         pretrain_use_cls_token: bool = True,
         out_indices: Sequence[int] | None = None,
         use_act_checkpoint: bool = False,
+        use_rel_pos_bias: bool = False,
+        init_values: float | None = None,
     ):
         super().__init__()
         bad = [i for i in list(global_blocks) + list(out_indices or []) if not 0 <= i < depth]
@@ -102,6 +106,8 @@ class ViTBackbone(nn.Module):
                     embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=dpr[i],
                     norm_layer=partial(nn.LayerNorm, eps=norm_eps), window_size=window,
                     rel_pos_size=rel_size, rel_pos_zero_init=rel_pos_zero_init,
+                    rel_pos_bias_grid=(grid if window == 0 else (window, window)) if use_rel_pos_bias else None,
+                    init_values=init_values,
                 )
             )
         self.blocks = nn.ModuleList(blocks)

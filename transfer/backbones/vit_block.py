@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from timm.layers import DropPath, Mlp
 
-from .rel_pos import decomposed_rel_pos_bias
+from .rel_pos import RelativePositionBias, decomposed_rel_pos_bias
 from .window_attention import pad_to_window, shifted_window_mask, window_partition, window_unpartition
 
 
@@ -75,6 +75,12 @@ class WindowBlock(nn.Module):
 
     ``forward(x, attn_bias)``: x [B, H, W, C] -> [B, H, W, C]; ``attn_bias`` [heads, L, L] is added
     to every window's (or the global) attention logits, L = window_size^2 (or H*W).
+
+    Options of the segmentation recipes (BEiT-style; mmseg's MAE backbone, ConvMAE's SEG backbone):
+    ``rel_pos_bias_grid`` (h, w) gives the block its own zero-initialised relative position bias
+    table (``rel_pos_bias.relative_position_bias_table``) for that attention grid (the window, or the
+    full grid of a global block), added to ``attn_bias``; ``init_values`` adds layer scale
+    (``gamma_1``, ``gamma_2``, per-channel, initialised to that value) on both residual branches.
     """
 
     def __init__(
@@ -90,6 +96,8 @@ class WindowBlock(nn.Module):
         shift_size: int = 0,
         rel_pos_size: tuple[int, int] | None = None,
         rel_pos_zero_init: bool = True,
+        rel_pos_bias_grid: tuple[int, int] | None = None,
+        init_values: float | None = None,
     ):
         super().__init__()
         if shift_size and not 0 < shift_size < window_size:
@@ -101,6 +109,12 @@ class WindowBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer)
+        self.rel_pos_bias = None if rel_pos_bias_grid is None else RelativePositionBias(rel_pos_bias_grid, num_heads)
+        if init_values is not None:
+            self.gamma_1 = nn.Parameter(torch.full((dim,), float(init_values)))
+            self.gamma_2 = nn.Parameter(torch.full((dim,), float(init_values)))
+        else:
+            self.gamma_1 = self.gamma_2 = None
 
     def _windowed_attention(self, x: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
         """x [B, H, W, C] (normalised) -> attention output [B, H, W, C], window by window."""
@@ -126,12 +140,21 @@ class WindowBlock(nn.Module):
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
         shortcut = x
         x = self.norm1(x)
+        if self.rel_pos_bias is not None:
+            grid = (self.window_size,) * 2 if self.window_size > 0 else (x.shape[1], x.shape[2])
+            own = self.rel_pos_bias(grid)  # [heads, L, L]
+            attn_bias = own if attn_bias is None else attn_bias + own
         if self.window_size > 0:
             x = self._windowed_attention(x, attn_bias)
         else:
             x = self.attn(x, attn_bias)
+        if self.gamma_1 is not None:
+            x = self.gamma_1 * x
         x = shortcut + self.drop_path(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        y = self.mlp(self.norm2(x))
+        if self.gamma_2 is not None:
+            y = self.gamma_2 * y
+        return x + self.drop_path(y)
 
 
 def run_block(block: nn.Module, x: torch.Tensor, *args, checkpointing: bool = False) -> torch.Tensor:

@@ -1,0 +1,43 @@
+"""Paper row: ConvMAE-B, Mask R-CNN FPN, 100 epochs (Alpha-VL/ConvMAE
+DET/configs/convmae/convmae_base_mask_rcnn_FPN_100ep.py): batch 32, 368750 iters (100 ep = 368750 *
+32 / 118000), AdamW lr 8e-5 betas (0.9, 0.999) wd 0.1 (0 on norms, pos_embed and the relative
+position bias tables), cosine with warmup over 0.125% of training, AMP, LSJ 1024.
+Weights: --weights convmae_base.pth (the official ConvMAE release) or an export of tools/pretrain.py.
+"""
+import detectron2.data.transforms as T
+import torch
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
+from detectron2.solver import WarmupParamScheduler
+from detectron2.solver.build import get_default_optimizer_params
+from fvcore.common.param_scheduler import CosineParamScheduler
+
+from .common.coco_lsj import dataloader
+from .common.mask_rcnn_convmae_fpn import model
+
+dataloader.train.total_batch_size = 32
+# the released config pads test images to 1024x1024 as in training
+dataloader.test.mapper.augmentations.append(L(T.FixedSizeCrop)(crop_size=(1024, 1024)))
+
+train = model_zoo.get_config("common/train.py").train
+train.amp.enabled = True
+train.ddp.fp16_compression = True
+train.max_iter = 368750
+train.eval_period = 3688
+train.checkpointer.period = 3688
+train.checkpointer.max_to_keep = 3
+
+optimizer = L(torch.optim.AdamW)(
+    params=L(get_default_optimizer_params)(
+        weight_decay_norm=0.0,
+        overrides={"pos_embed": {"weight_decay": 0.0}, "relative_position_bias_table": {"weight_decay": 0.0}},
+    ),
+    lr=8.0e-05,
+    betas=(0.9, 0.999),
+    weight_decay=0.1,
+)
+lr_multiplier = L(WarmupParamScheduler)(
+    scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.0),
+    warmup_length=0.125 / 100,
+    warmup_factor=0.001,
+)

@@ -1,0 +1,38 @@
+"""CPU toy row (tests and the demo): the ViTDet recipe with a tiny ViT (96-d, 2 blocks) at 192 px on
+the generated toy shapes. Same code path as the paper rows; only sizes and schedule shrink."""
+from functools import partial
+
+import detectron2.data.transforms as T
+from detectron2.config import LazyCall as L
+from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
+
+from .common.toy_heads import narrow_heads
+from .mask_rcnn_vitdet_mae_b_100ep import dataloader, lr_multiplier, model, optimizer, train
+
+image_size = 192
+model.backbone.net.update(name="vit_tiny_patch16", img_size=image_size, drop_path_rate=0.0,
+                          window_size=4, global_blocks=(1,))
+model.backbone.square_pad = image_size
+narrow_heads(model)
+
+dataloader.train.mapper.augmentations = [
+    L(T.RandomFlip)(horizontal=True),
+    L(T.ResizeScale)(min_scale=0.8, max_scale=1.25, target_height=image_size, target_width=image_size),
+    L(T.FixedSizeCrop)(crop_size=(image_size, image_size), pad=False),
+]
+dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=image_size, max_size=image_size)]
+dataloader.train.mapper.instance_mask_format = "bitmask"  # the toy set stores masks as RLE
+dataloader.train.total_batch_size = 4
+dataloader.train.num_workers = 1
+dataloader.test.num_workers = 0
+
+train.max_iter = 200
+train.eval_period = 200
+train.checkpointer.period = 100
+train.log_period = 20
+train.amp.enabled = False
+optimizer.lr = 5e-4
+optimizer.params.lr_factor_func = partial(get_vit_lr_decay_rate, num_layers=2, lr_decay_rate=0.7)
+lr_multiplier.scheduler.milestones = [160, 185]
+lr_multiplier.scheduler.num_updates = train.max_iter
+lr_multiplier.warmup_length = 20 / train.max_iter

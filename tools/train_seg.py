@@ -1,0 +1,59 @@
+"""UperNet transfer on mmsegmentation: train or evaluate a paper config with one of our backbones.
+
+    python tools/train_seg.py --backbone mae_vit_base --weights mae_pretrain_vit_base.pth \
+        --dataset data/ade/ADEChallengeData2016 --launcher pytorch          # under torchrun, 8 GPUs
+    python tools/train_seg.py --backbone vit_tiny --dataset toy              # CPU toy run
+    python tools/train_seg.py --backbone vit_tiny --dataset toy --eval-only  # last checkpoint of the work dir
+    python tools/train_seg.py --backbone convmae_base --resume --work-dir work_dirs/seg/convmae
+    python tools/train_seg.py --backbone vit_tiny --dataset toy --cfg-options train_cfg.max_iters=100
+
+--backbone picks the paper config (configs/seg/); --config FILE runs any mmengine config instead.
+--weights: a pretraining checkpoint (official MAE / ConvMAE / SIM or ours; loaded into the backbone
+with position-table resizing and a key report) or a segmentor checkpoint written by this tool.
+--dataset: ade20k (the config's data root), toy (datasets/toy/ade, generated when missing) or the
+path of a folder in mmseg's ADE20K layout. Prints the final mIoU / mAcc / aAcc.
+"""
+from __future__ import annotations
+
+import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
+
+import argparse
+import json
+
+from mmengine.config import DictAction
+
+from transfer.seg.train import BACKBONE_CONFIGS, build_config, config_for_backbone, run
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", choices=sorted(BACKBONE_CONFIGS), help="picks the paper config for this backbone")
+    p.add_argument("--config", help="an mmengine config file (overrides --backbone's config)")
+    p.add_argument("--weights", default="", help="pretraining checkpoint of the backbone, or a segmentor checkpoint")
+    p.add_argument("--dataset", default="ade20k", help="ade20k | toy | PATH (mmseg's ADE20K layout)")
+    p.add_argument("--work-dir", help="logs and checkpoints (default: work_dirs/seg/<config name>)")
+    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in the work dir")
+    p.add_argument("--eval-only", action="store_true", help="evaluate --weights (or the work dir's last checkpoint)")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    p.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="key=value overrides of the config")
+    args = p.parse_args(argv)
+    if not args.backbone and not args.config:
+        p.error("give --backbone NAME or --config FILE")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cfg = build_config(
+        args.config or config_for_backbone(args.backbone), dataset=args.dataset, weights=args.weights,
+        work_dir=args.work_dir, resume=args.resume, eval_only=args.eval_only, launcher=args.launcher,
+        cfg_options=args.cfg_options,
+    )
+    metrics = run(cfg, eval_only=args.eval_only)
+    print(f"final {'test' if args.eval_only else 'validation'} metrics: {json.dumps(metrics)}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

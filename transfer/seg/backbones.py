@@ -1,0 +1,125 @@
+"""Our multi-scale backbones registered in ``mmseg.registry.MODELS``, so mmseg configs can name them.
+
+Thin wrappers around ``transfer.backbones`` (the network code lives there, not here):
+
+- ``MIMViT`` (MAE / SIM encoders): the outputs of blocks ``out_indices`` (3/5/7/11 for ViT-B),
+  each [N, D, H/16, W/16], as a tuple for mmseg's ``Feature2Pyramid`` neck (rescales 4/2/1/0.5:
+  2 deconvs, 1 deconv, identity, 2x2 max-pool -> strides 4/8/16/32), as mmseg's MAE configs do.
+- ``MIMConvMAE``: ConvMAE's E1-E4 pyramid [N, C, H/s, W/s], s = 4/8/16/32 (256/384/768/768 ch for
+  ConvMAE-B); no neck. E4 is a 2x2 max-pool of E3 (the released detection config) or, as in the
+  released segmentation backbone (Alpha-VL/ConvMAE SEG/backbone/convmae.py, ``self.fpn``), a
+  3x3 stride-2 convolution without padding + norm + GELU (``s3_downsample='conv'``).
+
+Weights: ``pretrained=PATH`` (what mmseg's ``model.pretrained`` hands to the backbone) or
+``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads a pretraining checkpoint (official
+MAE / SIM / ConvMAE files or ours) through ``transfer.backbones.load_backbone_checkpoint`` in
+``init_weights()``: position tables are resized to the training size, a checkpoint of another
+architecture or size is refused with ``CheckpointMismatchError``, and the key report is logged and
+kept as ``self.load_report``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+
+from mmseg.registry import MODELS
+from transfer.backbones import LoadReport, build_backbone, load_backbone_checkpoint
+
+
+class _PretrainedBackbone(BaseModule):
+    """``self.net`` (a ``transfer.backbones`` module) plus checkpoint loading in ``init_weights``."""
+
+    def __init__(self, arch: str, overrides: dict, pretrained: str | None, init_cfg: dict | None):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError("give the checkpoint either as pretrained= or as init_cfg=, not both")
+            init_cfg = dict(type="Pretrained", checkpoint=pretrained)
+        checkpoint = init_cfg.get("checkpoint") if isinstance(init_cfg, dict) else None
+        if checkpoint and not os.path.isfile(os.path.expanduser(checkpoint)):
+            raise FileNotFoundError(
+                f"backbone checkpoint {checkpoint!r} does not exist; pass an official MAE / ConvMAE / SIM "
+                "pretraining checkpoint or one exported by tools/pretrain.py (or no checkpoint to train "
+                "from random initialisation)"
+            )
+        super().__init__(init_cfg)
+        self.arch = arch
+        self.net = build_backbone(arch, **overrides)
+        self.load_report: LoadReport | None = None
+
+    def init_weights(self) -> None:
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get("type") == "Pretrained":
+            path = os.path.expanduser(cfg["checkpoint"])
+            self.load_report = load_backbone_checkpoint(self.net, path, strict=cfg.get("strict", True))
+            print_log(f"{type(self).__name__}({self.arch}): {self.load_report}", logger="current")
+            self._is_init = True
+            return
+        super().init_weights()  # other init_cfg types; None keeps the backbone's own initialisation
+
+
+@MODELS.register_module()
+class MIMViT(_PretrainedBackbone):
+    """Plain ViT (MAE / SIM encoder) for UperNet: x [N, 3, H, W] -> tuple of len(out_indices)
+    maps [N, D, H/16, W/16] (floor division).
+
+    Args:
+        arch: a ``transfer.backbones`` ViT name (``vit_base_patch16``, ``vit_tiny_patch16``, ...).
+        out_indices: zero-based blocks whose outputs are returned (mmseg's MAE recipe: 3, 5, 7, 11).
+        pretrained / init_cfg: pretraining checkpoint, see the module doc.
+        **overrides: constructor arguments of ``transfer.backbones.ViTBackbone`` (img_size,
+            global_blocks, use_rel_pos_bias, init_values, drop_path_rate, ...).
+    """
+
+    def __init__(self, arch: str = "vit_base_patch16", out_indices: Sequence[int] = (3, 5, 7, 11),
+                 pretrained: str | None = None, init_cfg: dict | None = None, **overrides):
+        self.out_indices = tuple(out_indices)
+        super().__init__(arch, dict(overrides, out_indices=sorted(set(self.out_indices))), pretrained, init_cfg)
+        if getattr(self.net, "arch", None) != "vit":
+            raise ValueError(f"MIMViT needs a ViT backbone (vit_*); {arch!r} is a {self.net.arch}; use MIMConvMAE")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feats = self.net(x)  # {"block{i}": [N, D, H/16, W/16]}
+        return tuple(feats[f"block{i}"] for i in self.out_indices)
+
+
+@MODELS.register_module()
+class MIMConvMAE(_PretrainedBackbone):
+    """ConvMAE hybrid encoder for UperNet: x [N, 3, H, W] -> (E1 [N, C1, H/4, W/4], E2 [N, C2, H/8, W/8],
+    E3 [N, C3, H/16, W/16], E4 [N, C3, ~H/32, ~W/32]).
+
+    Args:
+        arch: a ``transfer.backbones`` ConvMAE name (``convmae_base``, ``convmae_tiny``, ...).
+        s3_downsample: 'maxpool' (2x2, the detection backbone's E4) or 'conv' (the released
+            segmentation backbone: Conv2d(C3, C3, 3, stride 2, no padding) + norm + GELU; 32 -> 15).
+        norm_cfg: norm of the 'conv' downsampling (SyncBN in the paper config).
+        **overrides: constructor arguments of ``transfer.backbones.ConvMAEBackbone``.
+    """
+
+    def __init__(self, arch: str = "convmae_base", s3_downsample: str = "maxpool",
+                 norm_cfg: dict | None = None, pretrained: str | None = None, init_cfg: dict | None = None,
+                 **overrides):
+        super().__init__(arch, overrides, pretrained, init_cfg)
+        if getattr(self.net, "arch", None) != "convmae":
+            raise ValueError(f"MIMConvMAE needs a ConvMAE backbone (convmae_*); {arch!r} is a {self.net.arch}; "
+                             "use MIMViT")
+        if s3_downsample not in ("maxpool", "conv"):
+            raise ValueError(f"s3_downsample must be 'maxpool' or 'conv', got {s3_downsample!r}")
+        self.s3_downsample = s3_downsample
+        if s3_downsample == "conv":
+            c3 = self.net.out_channels["s2"]
+            self.s3_conv = nn.Sequential(
+                nn.Conv2d(c3, c3, kernel_size=3, stride=2),
+                build_norm_layer(norm_cfg or dict(type="BN", requires_grad=True), c3)[1],
+                nn.GELU(),
+            )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feats = self.net(x)  # {"s0": stride 4, "s1": 8, "s2": 16, "s3": 32 (max-pool of s2)}
+        s3 = self.s3_conv(feats["s2"]) if self.s3_downsample == "conv" else feats["s3"]
+        return feats["s0"], feats["s1"], feats["s2"], s3
