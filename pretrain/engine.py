@@ -30,7 +30,6 @@ from pretrain.data import (
     IMAGENET_MEAN, IMAGENET_STD, ResumableBatchSampler, build_dataset, num_grid_tokens, sim_relative_crop,
 )
 from pretrain.models import build_model
-from pretrain.models.checkpoint import DECODER_PREFIXES
 
 # Every knob, with a generic default; paper hyper-parameters live in configs/pretrain/*.py.
 DEFAULTS = dict(
@@ -213,13 +212,6 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def encoder_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The encoder part of a pretraining model, with the official parameter names."""
-    if hasattr(model, "encoder_state_dict"):
-        return model.encoder_state_dict()
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(DECODER_PREFIXES)}
-
-
 def export_encoder(checkpoint: str, out_path: str) -> str:
     """Training checkpoint -> ``{'model': encoder_state_dict}``, the format of the released
     ``mae_pretrain_vit_base.pth`` etc. (loads with ``pretrain.models.checkpoint.load_pretrained``)."""
@@ -227,7 +219,7 @@ def export_encoder(checkpoint: str, out_path: str) -> str:
     model = build_model(ckpt["config"]["model"], **ckpt["config"]["model_kwargs"])
     model.load_state_dict(ckpt["model"])
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    atomic_save({"model": encoder_state_dict(model)}, out_path)
+    atomic_save({"model": model.encoder_state_dict()}, out_path)
     return out_path
 
 
@@ -526,7 +518,7 @@ def train(cfg: dict) -> dict:
     # ---- done: export the encoder ---------------------------------------------------------------
     encoder_path = os.path.join(out_dir, "encoder.pth")
     if master:
-        atomic_save({"model": encoder_state_dict(raw_model)}, encoder_path)
+        atomic_save({"model": raw_model.encoder_state_dict()}, encoder_path)
         log(f"done: {iteration} iterations in {format_seconds(time.time() - t_start)}, "
             f"{skipped_total} unreadable images skipped (this process), encoder -> {encoder_path}")
     if bar is not None:

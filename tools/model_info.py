@@ -73,9 +73,7 @@ def sdpa_flop_jit(inputs, outputs) -> int:
 
 
 def encoder_modules(model: nn.Module) -> list[str]:
-    keys = model.encoder_state_dict() if hasattr(model, "encoder_state_dict") else [
-        k for k in model.state_dict() if not k.startswith(("decoder_", "mask_token"))
-    ]
+    keys = model.encoder_state_dict()
     return sorted({k.split(".")[0] for k in keys if "." in k})
 
 
@@ -84,12 +82,11 @@ def info(name: str, img_size: int, mask_ratio: float) -> None:
 
     torch.manual_seed(0)
     model = build_model(name).eval()
-    enc_keys = set(model.encoder_state_dict()) if hasattr(model, "encoder_state_dict") else None
+    enc_keys = set(model.encoder_state_dict())
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     encoder = sum(
-        p.numel() for n, p in model.named_parameters()
-        if (n in enc_keys if enc_keys is not None else not n.startswith(("decoder_", "mask_token")))
+        p.numel() for n, p in model.named_parameters() if n in enc_keys
     )
     wrapper, inputs = example_call(model, img_size, mask_ratio)
     flops = FlopCountAnalysis(wrapper, inputs).set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)

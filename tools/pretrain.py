@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 

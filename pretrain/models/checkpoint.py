@@ -85,17 +85,13 @@ def load_pretrained(
 ) -> list[str]:
     """Load a full or an encoder-only checkpoint (a path or a state dict) into a pretraining model.
 
-    Every key of ``model.encoder_state_dict()`` (for models without that method: every key not
-    under ``decoder_*`` / ``mask_token``) must be present with its shape; the others (decoder, mask
+    Every key of ``model.encoder_state_dict()`` must be present with its shape; the others (decoder, mask
     token, SIM's projector, predictor and momentum branch) may be missing. Unexpected keys are
     errors. Returns the keys left at their initial values.
     """
     if isinstance(checkpoint, (str, os.PathLike)):
         name = name or str(checkpoint)
         checkpoint = read_state_dict(checkpoint)
-    if hasattr(model, "encoder_state_dict"):
-        encoder_keys = set(model.encoder_state_dict())
-        optional = tuple(k for k in model.state_dict() if k not in encoder_keys)  # exact keys as prefixes
-    else:
-        optional = DECODER_PREFIXES
+    encoder_keys = set(model.encoder_state_dict())
+    optional = tuple(k for k in model.state_dict() if k not in encoder_keys)  # exact keys as prefixes
     return load_state_dict_checked(model, checkpoint, optional, name or "checkpoint")

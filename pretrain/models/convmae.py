@@ -39,6 +39,7 @@ import torch.utils.checkpoint
 from timm.layers import ConvMlp, DropPath
 from timm.models.vision_transformer import Block
 
+from .checkpoint import DECODER_PREFIXES
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
 from .pos_embed import get_2d_sincos_pos_embed
 from .reconstruction import patchify, reconstruction_loss, unpatchify
@@ -214,6 +215,10 @@ class MaskedAutoencoderConvViT(nn.Module):
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """The encoder part (what the released encoder-only checkpoints hold)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(DECODER_PREFIXES)}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Activation checkpointing of every encoder/decoder block (saves memory, costs compute)."""

@@ -17,6 +17,7 @@ from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
 from . import reconstruction
+from .checkpoint import DECODER_PREFIXES
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
 from .pos_embed import get_2d_sincos_pos_embed
 from .registry import register_model
@@ -140,11 +141,7 @@ class MaskedAutoencoderViT(nn.Module):
     # ---------------------------------------------------------------- checkpoints
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """The encoder part (what the released ``mae_pretrain_vit_*.pth`` files hold)."""
-        return {
-            k: v
-            for k, v in self.state_dict().items()
-            if not (k.startswith("decoder_") or k == "mask_token")
-        }
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(DECODER_PREFIXES)}
 
     # ---------------------------------------------------------------- paper steps
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
