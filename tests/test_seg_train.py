@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ MIOU_THRESHOLD = 30.0
 
 
 def load_tool():
+    """tools/train_seg.py as a module, run in this process (mmseg is imported once for all runs)."""
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.append(str(ROOT / "tools"))  # for its `import _toolpath`; appended: must not shadow `pretrain`
     spec = importlib.util.spec_from_file_location("train_seg", ROOT / "tools" / "train_seg.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -82,7 +86,8 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, toy_root, one_threa
     tool = load_tool()
     work_dir = tmp_path / "work"
     common = ["--backbone", "vit_tiny", "--dataset", toy_root, "--work-dir", str(work_dir), "--cfg-options",
-              "train_dataloader.batch_size=2", "default_hooks.checkpoint.interval=2", "train_cfg.val_interval=100"]
+              "train_dataloader.batch_size=2", "default_hooks.checkpoint.interval=2",
+              "default_hooks.checkpoint.max_keep_ckpts=3", "train_cfg.val_interval=100"]
     tool.main(common + ["train_cfg.max_iters=2"])
     first = work_dir / "iter_2.pth"
     stamp = first.stat().st_mtime_ns

@@ -14,12 +14,12 @@ narrow_heads(model)
 dataloader.train = _toy_dataloader.train
 dataloader.test = _toy_dataloader.test
 
-train.max_iter = 200
-train.eval_period = 200
+train.max_iter = 300
+train.eval_period = 300
 train.checkpointer.period = 100
 train.log_period = 20
 train.amp.enabled = False
-optimizer.lr = 5e-4
-lr_multiplier.scheduler = L(MultiStepParamScheduler)(values=[1.0, 0.1, 0.01], milestones=[160, 185],
+optimizer.lr = 1e-3
+lr_multiplier.scheduler = L(MultiStepParamScheduler)(values=[1.0, 0.1, 0.01], milestones=[240, 280],
                                                      num_updates=train.max_iter)
 lr_multiplier.warmup_length = 20 / train.max_iter

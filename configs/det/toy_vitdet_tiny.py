@@ -26,13 +26,13 @@ dataloader.train.total_batch_size = 4
 dataloader.train.num_workers = 1
 dataloader.test.num_workers = 0
 
-train.max_iter = 200
-train.eval_period = 200
+train.max_iter = 300
+train.eval_period = 300
 train.checkpointer.period = 100
 train.log_period = 20
 train.amp.enabled = False
-optimizer.lr = 5e-4
+optimizer.lr = 1e-3
 optimizer.params.lr_factor_func = partial(get_vit_lr_decay_rate, num_layers=2, lr_decay_rate=0.7)
-lr_multiplier.scheduler.milestones = [160, 185]
+lr_multiplier.scheduler.milestones = [240, 280]
 lr_multiplier.scheduler.num_updates = train.max_iter
 lr_multiplier.warmup_length = 20 / train.max_iter

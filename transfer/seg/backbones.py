@@ -78,8 +78,8 @@ class MIMViT(_PretrainedBackbone):
 
     def __init__(self, arch: str = "vit_base_patch16", out_indices: Sequence[int] = (3, 5, 7, 11),
                  pretrained: str | None = None, init_cfg: dict | None = None, **overrides):
+        super().__init__(arch, dict(overrides, out_indices=sorted(set(out_indices))), pretrained, init_cfg)
         self.out_indices = tuple(out_indices)
-        super().__init__(arch, dict(overrides, out_indices=sorted(set(self.out_indices))), pretrained, init_cfg)
         if getattr(self.net, "arch", None) != "vit":
             raise ValueError(f"MIMViT needs a ViT backbone (vit_*); {arch!r} is a {self.net.arch}; use MIMConvMAE")
 

@@ -1,0 +1,180 @@
+"""Checkpoint conversion: official-format pretraining checkpoints (MAE / SIM / ConvMAE full training
+files with an ``args`` Namespace, and encoder-only exports) -> detectron2 / mmseg checkpoints that load
+into models built from our configs, giving the same trunk features as loading the original file
+directly through ``transfer.backbones.load_backbone_checkpoint``."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pretrain.models import build_model
+from transfer.backbones import load_backbone_checkpoint
+from transfer.convert import CheckpointMismatchError, convert_checkpoint, identify_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DET_VIT = os.path.join(ROOT, "configs", "det", "toy_vitdet_tiny.py")
+DET_CONVMAE = os.path.join(ROOT, "configs", "det", "toy_convmae_tiny.py")
+SIM_DIMS = ["model.backbone.net.embed_dim=64", "model.backbone.net.num_heads=2"]  # sim_vit_tiny is 64-d
+
+
+def _official(tmp_path, model_name: str, encoder_only: bool = False) -> str:
+    """A checkpoint in the official release format: {'model': state_dict, 'args': Namespace, 'epoch'}
+    (training checkpoints) or {'model': encoder state dict} (mae_pretrain_vit_base.pth style)."""
+    torch.manual_seed(0)
+    model = build_model(model_name)
+    with torch.no_grad():  # non-trivial values everywhere (zero-initialised tables would hide mistakes)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    path = str(tmp_path / f"{model_name}{'_enc' if encoder_only else ''}.pth")
+    if encoder_only:
+        torch.save({"model": model.encoder_state_dict()}, path)
+    else:
+        torch.save({"model": model.state_dict(), "args": argparse.Namespace(model=model_name), "epoch": 1599}, path)
+    return path
+
+
+def test_identify_checkpoint():
+    assert identify_checkpoint(build_model("mae_vit_tiny_patch16").state_dict()) == "mae"
+    assert identify_checkpoint(build_model("sim_vit_tiny_patch16").state_dict()) == "sim"
+    assert identify_checkpoint(build_model("convmae_tiny").state_dict()) == "convmae"
+    assert identify_checkpoint(build_model("mae_vit_tiny_patch16").encoder_state_dict()) == "vit-encoder"
+    with pytest.raises(CheckpointMismatchError, match="fine-tuned detectron2 detector"):
+        identify_checkpoint({"backbone.net.net.pos_embed": torch.zeros(1), "roi_heads.box_predictor.w": torch.zeros(1)})
+    with pytest.raises(CheckpointMismatchError, match="unrecognised checkpoint"):
+        identify_checkpoint({"fc.weight": torch.zeros(1)})
+
+
+# ---- detectron2 ---------------------------------------------------------------------------------
+d2 = pytest.importorskip  # detectron2 tests below skip where it is not installed
+
+
+@pytest.mark.parametrize(
+    "model_name, encoder_only, config, overrides, prefix",
+    [
+        ("mae_vit_tiny_patch16", False, DET_VIT, [], "backbone.net.net."),
+        ("mae_vit_tiny_patch16", True, DET_VIT, [], "backbone.net.net."),
+        ("sim_vit_tiny_patch16", False, DET_VIT, SIM_DIMS, "backbone.net.net."),
+        ("convmae_tiny", False, DET_CONVMAE, [], "backbone.bottom_up.net."),
+    ],
+)
+def test_detectron2_checkpoint_loads_and_matches_direct_loading(tmp_path, model_name, encoder_only, config,
+                                                                overrides, prefix):
+    d2("detectron2")
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import LazyConfig, instantiate
+
+    from transfer.convert import find_trunk
+    from transfer.det.convert import convert_for_detectron2
+
+    official = _official(tmp_path, model_name, encoder_only)
+    out = str(tmp_path / "d2.pth")
+    result = convert_for_detectron2(official, out, config, overrides)
+    assert result.prefix == prefix and all(k.startswith(prefix) for k in result.state_dict)
+    assert not result.report.missing or all("rel" in k for k in result.report.missing)
+
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config), overrides)
+    model = instantiate(cfg.model).eval()
+    own = model.state_dict()
+    assert set(result.state_dict) <= set(own), "converted keys must be the detector's own names"
+    DetectionCheckpointer(model).load(out)
+
+    direct = instantiate(cfg.model.backbone).eval()
+    _, trunk = find_trunk(direct)
+    load_backbone_checkpoint(trunk, official)
+    x = torch.randn(1, 3, 192, 192)
+    with torch.no_grad():
+        got = find_trunk(model)[1](x)
+        want = trunk(x)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0)
+
+
+def test_detectron2_refuses_other_architecture_and_unknown_files(tmp_path):
+    d2("detectron2")
+    from transfer.det.convert import convert_for_detectron2
+
+    convmae = _official(tmp_path, "convmae_tiny")
+    with pytest.raises(CheckpointMismatchError, match="convmae checkpoint"):
+        convert_for_detectron2(convmae, tmp_path / "x.pth", DET_VIT)
+    mae = _official(tmp_path, "mae_vit_tiny_patch16")
+    with pytest.raises(CheckpointMismatchError, match="shape mismatches"):  # 96-d MAE into a 64-d trunk
+        convert_for_detectron2(mae, tmp_path / "x.pth", DET_VIT, SIM_DIMS)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match="could not read"):
+        convert_for_detectron2(str(text), tmp_path / "x.pth", DET_VIT)
+
+
+def test_convert_checkpoint_cli(tmp_path):
+    d2("detectron2")
+    official = _official(tmp_path, "mae_vit_tiny_patch16")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "convert_checkpoint.py"), official, str(tmp_path / "o.pth"),
+           "--to", "detectron2", "--backbone", "vit_tiny"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "mapped:  27 tensors -> 'backbone.net.net.*'" in run.stdout
+    assert "dropped: cls_token (1), decoder_blocks.* (" in run.stdout
+    bad = tmp_path / "bad.pth"
+    torch.save({"roi_heads.x": torch.zeros(1), "backbone.net.net.pos_embed": torch.zeros(1)}, bad)
+    cmd[2] = str(bad)
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert run.returncode == 1 and "not a pretraining checkpoint" in run.stderr
+
+
+# ---- mmseg --------------------------------------------------------------------------------------
+SEG_VIT = os.path.join(ROOT, "configs", "seg", "toy_upernet_vit_tiny.py")
+SEG_CONVMAE = os.path.join(ROOT, "configs", "seg", "toy_upernet_convmae_tiny.py")
+SEG_VIT_DEPTH2 = {"model.backbone.depth": 2, "model.backbone.out_indices": (0, 1, 1, 1)}  # the tiny MAE has 2 blocks
+
+
+@pytest.mark.parametrize(
+    "model_name, config, options",
+    [
+        ("mae_vit_tiny_patch16", SEG_VIT, SEG_VIT_DEPTH2),
+        ("sim_vit_tiny_patch16", SEG_VIT, {**SEG_VIT_DEPTH2, "model.backbone.embed_dim": 64,
+                                           "model.backbone.num_heads": 2}),
+        ("convmae_tiny", SEG_CONVMAE, None),
+    ],
+)
+def test_mmseg_checkpoint_loads_and_matches_direct_loading(tmp_path, model_name, config, options):
+    pytest.importorskip("mmseg")
+    from mmengine.runner import load_checkpoint
+
+    from transfer.convert import find_trunk
+    from transfer.seg.convert import convert_for_mmseg, mmseg_trunk
+
+    official = _official(tmp_path, model_name)
+    out = str(tmp_path / "seg.pth")
+    result = convert_for_mmseg(official, out, config, options)
+    assert result.prefix == "backbone.net."
+
+    prefix, trunk = mmseg_trunk(config, options)  # a fresh backbone: load the converted file into it
+    wrapper = torch.nn.Module()
+    wrapper.backbone = torch.nn.Module()
+    wrapper.backbone.net = trunk
+    load_checkpoint(wrapper, out, map_location="cpu", strict=False)  # heads are not in the file
+
+    _, direct = mmseg_trunk(config, options)
+    load_backbone_checkpoint(direct, official)
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        got, want = trunk.eval()(x), direct.eval()(x)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0)
+    assert find_trunk(wrapper)[0] == prefix
+
+
+def test_convert_state_dict_in_memory():
+    """The core works on a state dict too (no file, no framework)."""
+    from transfer.backbones import build_backbone
+
+    trunk = build_backbone("vit_tiny_patch16")
+    result = convert_checkpoint(build_model("mae_vit_tiny_patch16").state_dict(), trunk, "backbone.net.net.")
+    assert result.family == "mae" and len(result.state_dict) == 27
+    assert any(k.startswith("decoder_blocks.") for k in result.report.dropped)

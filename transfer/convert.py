@@ -1,0 +1,144 @@
+"""Checkpoint conversion, framework-free core: a pretraining checkpoint (official MAE / ConvMAE / SIM
+releases or ours) -> the state dict of a fine-tuning model's backbone trunk, under the key path where
+that model holds it, ready to be saved in the framework's checkpoint format.
+
+    info = identify_checkpoint(state_dict)            # 'mae' / 'sim' / 'convmae' / 'vit-encoder'
+    prefix, trunk = find_trunk(model_or_backbone, "backbone.")
+    result = convert_checkpoint(path, trunk, prefix)  # mapping, resizing, report: transfer.backbones
+    save_converted(result, out_path, "detectron2")    # or "mmseg"
+
+The key mapping itself (prefix stripping, SIM's online encoder, dropped decoders, pos_embed / rel-pos
+resizing, refusal of another architecture or size) is ``transfer.backbones.convert_state_dict``; this
+module adds what a file-to-file conversion needs: recognising the input, refusing files that are not
+pretraining checkpoints, locating the trunk in a framework's model, and writing the output.
+
+Where the trunk lives is found, not hard-coded, by walking the model for our backbone classes
+(``ViTBackbone`` / ``ConvMAEBackbone``): in the detectron2 LazyConfigs it is ``backbone.net.net.``
+(ViTDet: SimpleFeaturePyramid -> MIMBackbone -> net) or ``backbone.bottom_up.net.`` (ConvMAE: FPN ->
+MIMBackbone -> net); in the mmseg configs ``backbone.net.`` (MIMViT / MIMConvMAE -> net). The
+framework-specific halves (building the model from a config) are ``transfer.det.convert`` and
+``transfer.seg.convert``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from transfer.backbones import ConvMAEBackbone, LoadReport, ViTBackbone
+from transfer.backbones.checkpoint import CheckpointMismatchError, convert_state_dict, read_checkpoint
+
+__all__ = [
+    "CheckpointMismatchError", "ConversionResult", "FORMATS", "convert_checkpoint", "find_trunk",
+    "identify_checkpoint", "save_converted",
+]
+
+FORMATS = ("detectron2", "mmseg")
+TRUNK_TYPES = (ViTBackbone, ConvMAEBackbone)
+# keys that only a fine-tuned detector / segmentor has: such files are not inputs of a conversion
+FINETUNED_MARKERS = {
+    "detectron2 detector": ("roi_heads.", "proposal_generator."),
+    "mmseg segmentor": ("decode_head.", "auxiliary_head."),
+}
+
+
+def identify_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """What a pretraining state dict is, from its key names (official names = ours):
+
+    'convmae' (``blocks3.*``), 'sim' (momentum branch ``mm_*`` / ``projector_decoder_blocks`` /
+    ``predictor_decoder_blocks``), 'mae' (ViT with an MAE decoder ``decoder_blocks``), or
+    'vit-encoder' (an encoder-only ViT export: MAE's ``mae_pretrain_vit_base.pth`` and SIM encoder
+    exports look the same). Raises CheckpointMismatchError for fine-tuned detectors / segmentors and
+    for files without encoder keys."""
+    keys = list(state_dict)
+    for what, markers in FINETUNED_MARKERS.items():
+        if any(k.startswith(markers) for k in keys):
+            raise CheckpointMismatchError(
+                f"this is a fine-tuned {what} checkpoint (keys like '{next(k for k in keys if k.startswith(markers))}'), "
+                "not a pretraining checkpoint: there is nothing to convert. Pass it to the framework directly "
+                "(tools/train_det.py / tools/train_seg.py --weights FILE)."
+            )
+    bare = [k.split(".", 1)[1] if k.startswith("module.") else k for k in keys]
+    if any(k.startswith(("blocks3.", "patch_embed1.")) for k in bare):
+        return "convmae"
+    if any(k.startswith(("mm_", "projector_decoder_blocks.", "predictor_decoder_blocks.")) for k in bare):
+        return "sim"
+    if any(k.startswith("decoder_blocks.") for k in bare):
+        return "mae"
+    if any(k.startswith("blocks.") for k in bare) or "patch_embed.proj.weight" in bare:
+        return "vit-encoder"
+    raise CheckpointMismatchError(
+        "unrecognised checkpoint: no MAE / SIM ('blocks.*', 'patch_embed.proj.weight') or ConvMAE "
+        f"('blocks3.*', 'patch_embed1.*') encoder keys; first keys: {keys[:6]}. Expected an official "
+        "MAE / ConvMAE / SIM pretraining checkpoint or an encoder.pth written by tools/pretrain.py."
+    )
+
+
+def find_trunk(model: nn.Module, prefix: str = "") -> tuple[str, nn.Module]:
+    """(key prefix, module) of the one ``transfer.backbones`` trunk inside ``model``; ``prefix`` is
+    prepended (e.g. 'backbone.' when ``model`` is a detector's backbone)."""
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, TRUNK_TYPES)]
+    if len(found) != 1:
+        raise ValueError(
+            f"expected exactly one ViTBackbone / ConvMAEBackbone inside {type(model).__name__}, found "
+            f"{[n or '<root>' for n, _ in found]}; is this a model built from one of this project's configs?"
+        )
+    name, module = found[0]
+    return prefix + (name + "." if name else ""), module
+
+
+@dataclass
+class ConversionResult:
+    """The converted tensors (keys with the model's prefix), the input's kind and the key report."""
+
+    state_dict: dict[str, torch.Tensor]
+    source: str
+    family: str
+    prefix: str
+    report: LoadReport
+
+    def summary(self) -> str:
+        r = self.report
+        lines = [
+            f"input:   {self.source} ({self.family})",
+            f"mapped:  {len(r.loaded)} tensors -> '{self.prefix}*'",
+            f"resized: {'; '.join(r.resized) or 'none'}",
+        ]
+        # LoadReport's own text groups missing / dropped keys by name pattern
+        for part in str(r).split("; ")[2:]:
+            title, _, rest = part.partition(": ")
+            lines.append(f"{title.split(' ')[0] + ':':<8} {rest}")
+        return "\n".join(lines)
+
+
+def convert_checkpoint(
+    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor], trunk: nn.Module, prefix: str,
+    strict: bool = True,
+) -> ConversionResult:
+    """Map a pretraining checkpoint (path or state dict) onto ``trunk`` (a ``transfer.backbones``
+    module), keys prefixed with ``prefix``. Raises CheckpointMismatchError for unreadable files,
+    fine-tuned detectors / segmentors, files without encoder keys, another architecture or size."""
+    source = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "state dict"
+    state = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else dict(checkpoint)
+    family = identify_checkpoint(state)
+    mapped, report = convert_state_dict(trunk, state, source, strict)
+    return ConversionResult({prefix + k: v.contiguous() for k, v in mapped.items()}, source, family, prefix, report)
+
+
+def save_converted(result: ConversionResult, path: str | os.PathLike, fmt: str) -> str:
+    """Write ``result`` as a ``detectron2`` checkpoint (``{'model': ...}``, what DetectionCheckpointer
+    and ``train.init_checkpoint`` read; heads absent, so detectron2 reports them as not found) or an
+    ``mmseg`` one (``{'state_dict': ..., 'meta': ...}``, what mmengine's ``load_from`` reads)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    meta = {"converted_from": result.source, "pretraining": result.family, "prefix": result.prefix}
+    if fmt == "detectron2":
+        obj = {"model": result.state_dict, "__author__": "transfer.convert", "matching_heuristics": False, **meta}
+    else:
+        obj = {"state_dict": result.state_dict, "meta": meta}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save(obj, path)
+    return str(path)
