@@ -1,0 +1,1 @@
+# the config mmengine dumps into its work dir (only its name matters here)

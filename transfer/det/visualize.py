@@ -1,0 +1,49 @@
+"""Detection predictions drawn on an image with detectron2's own ``Visualizer``: the model of a
+LazyConfig, the weights of a trained detector (DetectionCheckpointer), the config's test-time resize."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.visualizer import Visualizer
+from PIL import Image
+
+from transfer.det.data import num_classes, resolve_dataset
+
+
+@torch.no_grad()
+def draw_detections(
+    config_file: str, weights: str, image_path: str, out_png: str, dataset: str = "coco",
+    score_threshold: float = 0.5, overrides: Sequence[str] = (),
+) -> int:
+    """Run the detector of ``config_file`` (+ key=value ``overrides``) with ``weights`` on one image and
+    write the drawn boxes, masks and class names to ``out_png``. ``dataset`` (tools/train_det.py
+    --dataset syntax) gives the class names and count. Returns the number of instances drawn."""
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), list(overrides))
+    splits = resolve_dataset(dataset, toy_root=os.path.join("datasets", "toy", "coco"))
+    cfg.model.roi_heads.num_classes = num_classes(splits.train)
+    model = instantiate(cfg.model).eval()
+    DetectionCheckpointer(model).load(weights)
+
+    fmt = cfg.model.get("input_format", "BGR")
+    image = read_image(image_path, format=fmt)  # [H, W, 3] uint8 in the model's channel order
+    augs = T.AugmentationList([instantiate(a) for a in cfg.dataloader.test.mapper.augmentations])
+    aug_input = T.AugInput(image)
+    augs(aug_input)
+    tensor = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))  # [3, h, w]
+    height, width = image.shape[:2]
+    instances = model([{"image": tensor, "height": height, "width": width}])[0]["instances"].to("cpu")
+    instances = instances[instances.scores >= score_threshold]
+
+    rgb = image if fmt == "RGB" else image[:, :, ::-1]
+    drawn = Visualizer(rgb, MetadataCatalog.get(splits.test)).draw_instance_predictions(instances).get_image()
+    os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
+    Image.fromarray(drawn).save(out_png)
+    return len(instances)
