@@ -19,10 +19,9 @@ from transfer.toy_datasets import write_ade_toy
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 4  # background, square, disk, triangle (toy labels 1..4 after reduce_zero_label)
 # Any constant prediction scores at most 100 / C = 25 mIoU whatever the data (one class IoU <= 1, the
-# others 0); on this split the best constant (background, ~84% of the pixels) scores ~21. Measured
-# after 400 iterations: 36.5 (background 96 IoU; the shapes are found, but after this short schedule
-# all are called "square", the most frequent shape).
-MIOU_THRESHOLD = 30.0
+# others 0); on this split the best constant (background, ~84% of the pixels) scores 20.9. Measured
+# after 400 iterations: 68.2 (IoU background 93.8, square 90.9, disk 88.1, triangle 0).
+MIOU_THRESHOLD = 50.0
 
 
 def load_tool():

@@ -94,12 +94,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         s.add_argument("--config", help="config file (overrides --backbone)")
         s.add_argument("--weights", required=True, help="checkpoint of the trained %s" % ("detector" if name == "det" else "segmentor"))
         s.add_argument("--image", required=True)
-        s.add_argument("opts", nargs="*", help="key=value config overrides")
+    for s in (sub.choices["det"], sub.choices["seg"]):
+        s.epilog = "Trailing key=value pairs override the config (detectron2 / mmengine syntax)."
     sub.choices["det"].add_argument("--dataset", default="coco", help="class names (tools/train_det.py --dataset)")
     sub.choices["det"].add_argument("--score-threshold", type=float, default=0.5)
     for s in sub.choices.values():
         s.add_argument("--out", required=True, help="PNG file to write")
-    args = p.parse_intermixed_args(argv)
+    args, extra = p.parse_known_args(argv)
+    args.opts = extra  # det / seg: trailing key=value config overrides
+    if any("=" not in e for e in extra) or (extra and args.what == "recon"):
+        p.error(f"unrecognized arguments: {' '.join(extra)} (config overrides are key=value, det / seg only)")
     if args.what in ("det", "seg") and not (args.backbone or args.config):
         p.error("give --backbone NAME or --config FILE")
     return args

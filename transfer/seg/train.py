@@ -68,8 +68,8 @@ def resolve_dataset(cfg: Config, dataset: str, eval_only: bool) -> str:
         raise FileNotFoundError(
             f"dataset root {os.path.abspath(root)!r} lacks {', '.join(missing)}. Expected mmseg's ADE20K layout "
             "(ADEChallengeData2016: images/{training,validation}/*.jpg, annotations/{training,validation}/*.png; "
-            "see mmsegmentation docs/en/user_guides/2_dataset_prepare.md). Pass --dataset /path/to/ADEChallengeData2016, "
-            "or --dataset toy for the generated toy set."
+            "see mmsegmentation docs/en/user_guides/2_dataset_prepare.md). Pass --dataset "
+            "/path/to/ADEChallengeData2016, or --dataset toy for the generated toy set."
         )
     _set_data_root(cfg, root)
     return root
