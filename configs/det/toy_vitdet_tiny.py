@@ -6,8 +6,8 @@ import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
 
-from .common.toy_heads import narrow_heads
-from .mask_rcnn_vitdet_mae_b_100ep import dataloader, lr_multiplier, model, optimizer, train
+from .common.toy import narrow_heads, short_schedule
+from .mask_rcnn_vitdet_mae_b_100ep import dataloader, model, optimizer, train
 
 image_size = 192
 model.backbone.net.update(name="vit_tiny_patch16", img_size=image_size, drop_path_rate=0.0,
@@ -26,13 +26,5 @@ dataloader.train.total_batch_size = 4
 dataloader.train.num_workers = 1
 dataloader.test.num_workers = 0
 
-train.max_iter = 300
-train.eval_period = 300
-train.checkpointer.period = 100
-train.log_period = 20
-train.amp.enabled = False
-optimizer.lr = 1e-3
+lr_multiplier = short_schedule(train, optimizer)
 optimizer.params.lr_factor_func = partial(get_vit_lr_decay_rate, num_layers=2, lr_decay_rate=0.7)
-lr_multiplier.scheduler.milestones = [240, 280]
-lr_multiplier.scheduler.num_updates = train.max_iter
-lr_multiplier.warmup_length = 20 / train.max_iter
