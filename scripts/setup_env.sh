@@ -42,13 +42,9 @@ link_env() { ln -sfn "$ENV_DIR" "$ROOT/.venv"; }
 
 if [[ -f "$ENV_DIR/.complete" ]]; then
     link_env
-    # The editable install points at the clone that built the environment; re-point it at this one
-    # (a fresh CI clone lives in another folder). This is a single .pth file, it takes a second.
-    "$ENV_DIR/bin/python" - "$ROOT" <<'PYEOF'
-import pathlib, site, sys
-pth = pathlib.Path(site.getsitepackages()[0]) / "mimtoolkit_clone.pth"
-pth.write_text(sys.argv[1] + "\n")
-PYEOF
+    # The editable install points at the clone that built the environment; point it at this one (a
+    # fresh CI clone lives in another folder). No dependency is touched; it takes seconds.
+    "$ENV_DIR/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
     log "reusing environment $ENV_DIR ($(cat "$ENV_DIR/.complete"))"
     exit 0
 fi
@@ -102,11 +98,6 @@ pip_install -q --no-deps "$WHEEL_DIR"/mmcv-*.whl
 log "step 3/4: the project (editable) and its pinned dependencies"
 pip_install -q -e "$ROOT[test]"
 install_old_setuptools  # the resolver above upgraded it for torch
-# Clones elsewhere reach the package source through this .pth (see the reuse branch above).
-"$VPY" - "$ROOT" <<'PYEOF'
-import pathlib, site, sys
-(pathlib.Path(site.getsitepackages()[0]) / "mimtoolkit_clone.pth").write_text(sys.argv[1] + "\n")
-PYEOF
 
 log "step 4/4: detectron2"
 D2_SOURCE=""
