@@ -130,7 +130,9 @@ def test_convert_checkpoint_cli(tmp_path):
 # ---- mmseg --------------------------------------------------------------------------------------
 SEG_VIT = os.path.join(ROOT, "configs", "seg", "toy_upernet_vit_tiny.py")
 SEG_CONVMAE = os.path.join(ROOT, "configs", "seg", "toy_upernet_convmae_tiny.py")
-SEG_VIT_DEPTH2 = {"model.backbone.depth": 2, "model.backbone.out_indices": (0, 1, 1, 1)}  # the tiny MAE has 2 blocks
+# the toy UperNet ViT has 4 blocks, the tiny MAE / SIM 2
+SEG_VIT_DEPTH2 = {"model.backbone.depth": 2, "model.backbone.global_blocks": (0, 1),
+                  "model.backbone.out_indices": (0, 1, 1, 1)}
 
 
 @pytest.mark.parametrize(

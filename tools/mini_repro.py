@@ -25,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -64,8 +65,8 @@ INITS = [
 DET_BACKBONE = {"vit": "vit_tiny", "convmae": "convmae_tiny"}
 SEG_BACKBONE = {"vit": "vit_tiny", "convmae": "convmae_tiny"}
 # the toy UperNet ViT has 4 blocks; the pretrained tiny ViT has 2: every ViT init uses 2 (random too)
-SEG_VIT_AT_PRETRAINED_DEPTH = ["model.backbone.depth=2", "model.backbone.out_indices=[0,0,1,1]",
-                               "optim_wrapper.paramwise_cfg.num_layers=2"]
+SEG_VIT_AT_PRETRAINED_DEPTH = ["model.backbone.depth=2", "model.backbone.global_blocks=[0,1]",
+                               "model.backbone.out_indices=[0,0,1,1]", "optim_wrapper.paramwise_cfg.num_layers=2"]
 
 
 def run_tool(script: str, args: list[str], log: Path) -> None:
@@ -143,7 +144,7 @@ def main(argv=None) -> list[dict]:
         coco = data / "coco"
         dataset = (f"{coco}/annotations/instances_train.json:{coco}/train,"
                    f"{coco}/annotations/instances_val.json:{coco}/val")
-        n = 4 if args.quick else 200  # 200: the toy row's own schedule (configs/det/toy_*.py)
+        n = 4  # quick mode; the full run keeps the toy rows' own schedule (configs/det/toy_*.py)
         det_opts = [f"train.seed={args.seed}"]
         if args.quick:
             det_opts += [f"train.max_iter={n}", f"train.eval_period={n}", f"train.checkpointer.period={n}",
@@ -157,14 +158,14 @@ def main(argv=None) -> list[dict]:
                                           "--output", str(run_dir), *weights, *det_opts],
                          out / "logs" / f"det_{init.name}.log")
             write_info(run_dir, row="mini_repro_det", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
-                       pretraining=pretraining_desc(init), schedule=f"toy Mask R-CNN, {n} it x 4 img")
+                       pretraining=pretraining_desc(init), schedule=f"toy Mask R-CNN, {det_iters(run_dir)} it x 4 img")
             run_dirs.append(run_dir)
 
     # 4. segmentation -----------------------------------------------------------------------------
     if not args.no_seg and not mmseg_available():
         print("segmentation skipped: mmseg / mmcv are not installed in this environment", flush=True)
     elif not args.no_seg:
-        n = 4 if args.quick else 400  # 400: the toy row's own schedule (configs/seg/toy_*.py)
+        n = 4  # quick mode; the full run keeps the toy rows' own schedule (configs/seg/toy_*.py)
         for init in inits:
             run_dir = out / "seg" / init.name
             if args.fresh or read_seg_metrics(run_dir) is None:
@@ -179,7 +180,7 @@ def main(argv=None) -> list[dict]:
                                           "--work-dir", str(run_dir), *weights, "--cfg-options", *opts],
                          out / "logs" / f"seg_{init.name}.log")
             write_info(run_dir, row="mini_repro_seg", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
-                       pretraining=pretraining_desc(init), schedule=f"toy UperNet, {n} it x 8 img")
+                       pretraining=pretraining_desc(init), schedule=f"toy UperNet, {seg_iters(run_dir)} it")
             run_dirs.append(run_dir)
 
     # 5. table ------------------------------------------------------------------------------------
@@ -192,6 +193,22 @@ def main(argv=None) -> list[dict]:
     for line in compare_to_random(rows):
         print(line)
     return rows
+
+
+def det_iters(run_dir: Path) -> str:
+    """train.max_iter of a detectron2 run, from the config.yaml it dumps."""
+    text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    found = re.search(r"^\s+max_iter: (\d+)$", text, flags=re.M)
+    return found.group(1) if found else "?"
+
+
+def seg_iters(run_dir: Path) -> str:
+    """train_cfg.max_iters of an mmseg run, from the config mmengine dumps into its work dir."""
+    for cfg in run_dir.glob("*.py"):
+        found = re.search(r"max_iters=(\d+)", cfg.read_text())
+        if found:
+            return found.group(1)
+    return "?"
 
 
 def compare_to_random(rows: list[dict]) -> list[str]:

@@ -114,6 +114,21 @@ class ConversionResult:
         return "\n".join(lines)
 
 
+def _read(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict of a file, read with ``weights_only=True``; files that pickle other objects
+    (tools/pretrain.py training checkpoints hold RNG states) are refused with the way out."""
+    try:
+        return read_checkpoint(path)
+    except CheckpointMismatchError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise
+        raise CheckpointMismatchError(
+            f"{path} holds pickled Python objects besides tensors, so it is not read here (weights_only). "
+            "If it is a training checkpoint of tools/pretrain.py, export its encoder first: "
+            f"python tools/pretrain.py --export {path} --output encoder.pth"
+        ) from None
+
+
 def convert_checkpoint(
     checkpoint: str | os.PathLike | Mapping[str, torch.Tensor], trunk: nn.Module, prefix: str,
     strict: bool = True,
@@ -122,7 +137,7 @@ def convert_checkpoint(
     module), keys prefixed with ``prefix``. Raises CheckpointMismatchError for unreadable files,
     fine-tuned detectors / segmentors, files without encoder keys, another architecture or size."""
     source = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "state dict"
-    state = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else dict(checkpoint)
+    state = _read(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else dict(checkpoint)
     family = identify_checkpoint(state)
     mapped, report = convert_state_dict(trunk, state, source, strict)
     return ConversionResult({prefix + k: v.contiguous() for k, v in mapped.items()}, source, family, prefix, report)

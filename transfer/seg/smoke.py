@@ -3,6 +3,7 @@ generated toy sample: proves the mmsegmentation stack on CPU. Used by the stack 
 from __future__ import annotations
 
 import torch
+from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
@@ -41,7 +42,8 @@ def tiny_upernet_config(img_size: int = 64, num_classes: int = 4, dim: int = 64)
 
 def build_tiny_upernet(**kwargs) -> torch.nn.Module:
     register_all_modules(init_default_scope=True)
-    return MODELS.build(tiny_upernet_config(**kwargs))
+    # ConfigDict: EncoderDecoder reads test_cfg by attribute (test_cfg.mode), as a Config file gives it
+    return MODELS.build(ConfigDict(tiny_upernet_config(**kwargs)))
 
 
 def toy_seg_batch(img_size: int = 64, num_classes: int = 4, batch: int = 2, seed: int = 0) -> dict:

@@ -23,6 +23,5 @@ def draw_segmentation(config_file: str, weights: str, image_path: str, out_png: 
     model = init_model(cfg, weights, device="cpu")
     result = inference_model(model, image_path)
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-    show_result_pyplot(model, image_path, result, opacity=opacity, show=False, out_file=out_png,
-                       draw_gt=False, with_labels=True)
+    show_result_pyplot(model, image_path, result, opacity=opacity, show=False, out_file=out_png, draw_gt=False)
     return out_png
