@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,6 +93,15 @@ def test_detectron2_checkpoint_loads_and_matches_direct_loading(tmp_path, model_
         want = trunk(x)
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=0)
+    # tools/train_det.py --weights takes the converted file too (it is not a whole-detector checkpoint)
+    from transfer.det.engine import load_weights
+
+    again = instantiate(cfg.model).eval()
+    load_weights(again, out)
+    with torch.no_grad():
+        got = find_trunk(again)[1](x)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0)
 
 
 def test_detectron2_refuses_other_architecture_and_unknown_files(tmp_path):
@@ -108,6 +118,10 @@ def test_detectron2_refuses_other_architecture_and_unknown_files(tmp_path):
     text.write_text("not a checkpoint")
     with pytest.raises(CheckpointMismatchError, match="could not read"):
         convert_for_detectron2(str(text), tmp_path / "x.pth", DET_VIT)
+    training = tmp_path / "checkpoint-00000010.pth"  # tools/pretrain.py training checkpoints pickle RNG states
+    torch.save({"model": build_model("mae_vit_tiny_patch16").state_dict(), "numpy_rng": np.random.get_state()}, training)
+    with pytest.raises(CheckpointMismatchError, match="tools/pretrain.py --export"):
+        convert_for_detectron2(str(training), tmp_path / "x.pth", DET_VIT)
 
 
 def test_convert_checkpoint_cli(tmp_path):

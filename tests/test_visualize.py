@@ -82,3 +82,20 @@ def test_detection_drawing(tmp_path):
                 "--image", str(image), "--out", str(out), "--score-threshold", "0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert Image.open(out).size == Image.open(image).size
+
+
+def test_segmentation_drawing(tmp_path):
+    pytest.importorskip("mmseg")
+    import transfer.seg  # noqa: F401  (registers our backbones)
+    from mmseg.apis import init_model
+
+    config = str(ROOT / "configs" / "seg" / "toy_upernet_convmae_tiny.py")
+    torch.manual_seed(0)
+    segmentor = init_model(config, None, device="cpu")  # random weights, saved as a segmentor checkpoint
+    weights = tmp_path / "seg.pth"
+    torch.save({"state_dict": segmentor.state_dict(), "meta": {}}, weights)
+    image = _images(tmp_path, 1, size=128)[0]
+    out = tmp_path / "seg.png"
+    proc = _run("seg", "--backbone", "convmae_tiny", "--weights", str(weights), "--image", image, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert Image.open(out).size == (128, 128)

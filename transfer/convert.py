@@ -120,7 +120,7 @@ def _read(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         return read_checkpoint(path)
     except CheckpointMismatchError as exc:
-        if "Weights only load failed" not in str(exc):
+        if "Unsupported global" not in str(exc):  # a pickle of other objects, not just unreadable
             raise
         raise CheckpointMismatchError(
             f"{path} holds pickled Python objects besides tensors, so it is not read here (weights_only). "

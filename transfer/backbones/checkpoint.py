@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CheckpointMismatchError", "LoadReport", "convert_state_dict", "load_backbone_checkpoint"]
 
-WRAPPER_PREFIXES = ("module.", "backbone.net.", "backbone.bottom_up.", "backbone.", "encoder.")
+# applied in order: detectron2 wrappers (backbone.net.net. / backbone.bottom_up.net.), mmseg (backbone.net.)
+WRAPPER_PREFIXES = ("module.", "backbone.net.", "backbone.bottom_up.", "backbone.", "net.", "encoder.")
 # backbone keys a pretraining checkpoint does not have; they keep their (zero) initialisation
 # (and the segmentation recipes' layer scale, gamma_1 / gamma_2)
 OPTIONAL_KEYS = re.compile(r"(^|\.)(rel_pos_h|rel_pos_w|relative_position_bias_table|gamma_1|gamma_2)$")
