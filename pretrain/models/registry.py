@@ -1,27 +1,38 @@
-"""One registry of model names: ``build_model(name, **overrides)``."""
+"""Name registries: ``build_model(name, **overrides)`` for the pretraining models, and the generic
+``Registry`` that ``transfer.backbones`` uses for its backbones."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch.nn as nn
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+Factory = Callable[..., nn.Module]
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a factory under its function name (the official repositories' model names)."""
-    if fn.__name__ in _MODELS:
-        raise ValueError(f"model name {fn.__name__!r} registered twice")
-    _MODELS[fn.__name__] = fn
-    return fn
+class Registry:
+    """Factories registered under their function names (the official repositories' model names)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._factories: dict[str, Factory] = {}
+
+    def register(self, fn: Factory) -> Factory:
+        if fn.__name__ in self._factories:
+            raise ValueError(f"{self.kind} name {fn.__name__!r} registered twice")
+        self._factories[fn.__name__] = fn
+        return fn
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def build(self, name: str, **overrides) -> nn.Module:
+        """Build ``name``; ``overrides`` replace the factory's default constructor arguments."""
+        if name not in self._factories:
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+        return self._factories[name](**overrides)
 
 
-def list_models() -> list[str]:
-    return sorted(_MODELS)
-
-
-def build_model(name: str, **overrides) -> nn.Module:
-    """Build a registered model; ``overrides`` replace the factory's default constructor arguments."""
-    if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    return _MODELS[name](**overrides)
+MODELS = Registry("model")
+register_model = MODELS.register
+list_models = MODELS.names
+build_model = MODELS.build

@@ -18,9 +18,7 @@ segmentation recipes override what they change (``out_indices``, ``drop_path_rat
 """
 from __future__ import annotations
 
-from typing import Callable
-
-import torch.nn as nn
+from pretrain.models.registry import Registry
 
 from .checkpoint import CheckpointMismatchError, LoadReport, load_backbone_checkpoint
 from .convmae import ConvMAEBackbone
@@ -31,23 +29,10 @@ __all__ = [
     "load_backbone_checkpoint", "LoadReport", "CheckpointMismatchError",
 ]
 
-_BACKBONES: dict[str, Callable[..., nn.Module]] = {}
-
-
-def _register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    _BACKBONES[fn.__name__] = fn
-    return fn
-
-
-def list_backbones() -> list[str]:
-    return sorted(_BACKBONES)
-
-
-def build_backbone(name: str, **overrides) -> nn.Module:
-    """Build a registered backbone; ``overrides`` replace the factory's constructor arguments."""
-    if name not in _BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
-    return _BACKBONES[name](**overrides)
+_BACKBONES = Registry("backbone")  # names overlap pretrain's (convmae_base), so a registry of its own
+_register = _BACKBONES.register
+list_backbones = _BACKBONES.names
+build_backbone = _BACKBONES.build
 
 
 # ---- plain ViT (MAE / SIM encoders) -------------------------------------------------------------
