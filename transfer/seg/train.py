@@ -13,28 +13,21 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import transfer.seg  # noqa: F401  (registers our modules, installs the weights_only checkpoint loader)
+from transfer.config_table import ConfigTable
 from transfer.seg.checkpoint_io import load_from_local_weights_only
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "seg"
-
-BACKBONE_CONFIGS = {
+SEG_CONFIGS = ConfigTable("seg", {
     "mae_vit_base": "upernet_mae_vit_base_512_160k_ade20k.py",
     "sim_vit_base": "upernet_sim_vit_base_512_160k_ade20k.py",
     "convmae_base": "upernet_convmae_base_512_160k_ade20k.py",
     "vit_tiny": "toy_upernet_vit_tiny.py",
     "convmae_tiny": "toy_upernet_convmae_tiny.py",
-}
+})
+CONFIG_DIR = SEG_CONFIGS.folder
+BACKBONE_CONFIGS = SEG_CONFIGS.files
+config_for_backbone = SEG_CONFIGS.path
 TOY_ROOT = os.path.join("datasets", "toy", "ade")
 ADE_SPLITS = ("images/training", "annotations/training", "images/validation", "annotations/validation")
-
-
-def config_for_backbone(name: str) -> str:
-    if name not in BACKBONE_CONFIGS:
-        raise KeyError(f"unknown backbone {name!r}; choose one of {', '.join(sorted(BACKBONE_CONFIGS))}")
-    path = CONFIG_DIR / BACKBONE_CONFIGS[name]
-    if not path.is_file():
-        raise FileNotFoundError(f"config {path} for backbone {name!r} is missing from this checkout")
-    return str(path)
 
 
 def _set_data_root(cfg: Config, root: str) -> None:
