@@ -1,6 +1,6 @@
 """A shrunk ViTDet Mask R-CNN and a generated toy sample: proves the detectron2 stack on CPU.
 
-Used by the stack tests and by the demo; the model is detectron2's own model-zoo ViTDet config
+Used by the stack tests; the model is detectron2's own model-zoo ViTDet config
 (``common/models/mask_rcnn_vitdet.py``) with every size reduced, nothing re-implemented.
 """
 from __future__ import annotations

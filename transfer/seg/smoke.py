@@ -1,5 +1,5 @@
 """A shrunk UperNet (mmseg's MAE backbone + Feature2Pyramid + UPerHead + FCN auxiliary head) and a
-generated toy sample: proves the mmsegmentation stack on CPU. Used by the stack tests and the demo."""
+generated toy sample: proves the mmsegmentation stack on CPU. Used by the stack tests."""
 from __future__ import annotations
 
 import torch
