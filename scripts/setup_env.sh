@@ -2,7 +2,8 @@
 # Build (or reuse) the project's Python environment and link it into the clone as .venv.
 #
 # The environment lives outside the clone, under $MIM_CACHE (default ~/.cache/mimtoolkit), in a folder
-# keyed by a hash of the dependency pins (pyproject.toml's dependency lists + this script), so every
+# keyed by a hash of the dependency pins (constraints.txt, pyproject.toml's dependency lists and this
+# script), so every
 # clone with the same pins reuses it. A folder without the `.complete` marker is a half-built
 # environment (an interrupted setup) and is deleted and rebuilt, never reused.
 #
@@ -19,19 +20,22 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${MIM_CACHE:-$HOME/.cache/mimtoolkit}"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
-MMCV_VERSION=2.1.0
+CONSTRAINTS="$ROOT/constraints.txt"  # the exact, tested versions of everything installed
+pinned() { sed -n "s/^$1==//p" "$CONSTRAINTS"; }
+MMCV_VERSION=$(pinned mmcv)
 SAL_D2_VERSION=0.7.2
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 pins_hash() {
-    "$PY" - "$ROOT/pyproject.toml" "$ROOT/scripts/setup_env.sh" <<'PYEOF'
+    "$PY" - "$ROOT/pyproject.toml" "$ROOT/scripts/setup_env.sh" "$CONSTRAINTS" <<'PYEOF'
 import hashlib, sys, tomllib
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
 h = hashlib.sha256()
 h.update(repr((project["dependencies"], project.get("optional-dependencies", {}))).encode())
 h.update(open(sys.argv[2], "rb").read())
+h.update(open(sys.argv[3], "rb").read())
 h.update(sys.version.split()[0].encode())
 print(h.hexdigest()[:16])
 PYEOF
@@ -58,7 +62,7 @@ log "creating environment $ENV_DIR"
 "$PY" -m venv "$ENV_DIR"
 link_env  # the link is harmless while half-built: only the .complete marker makes it reusable
 VPY="$ENV_DIR/bin/python"
-pip_install() { "$VPY" -m pip install --disable-pip-version-check --no-input "$@"; }
+pip_install() { "$VPY" -m pip install --disable-pip-version-check --no-input -c "$CONSTRAINTS" "$@"; }
 # mmcv's setup.py and detectron2's model_zoo import pkg_resources, removed in setuptools 70. torch's
 # metadata asks for setuptools >= 77 (only to build C++ extensions), so pip reports a conflict.
 install_old_setuptools() {
@@ -68,7 +72,7 @@ install_old_setuptools() {
 
 log "step 1/4: torch, torchvision, build tools"
 pip_install -q --upgrade "pip<26"
-pip_install -q torch==2.14.1 torchvision==0.29.1 "numpy>=1.24,<2" wheel ninja
+pip_install -q torch torchvision numpy wheel ninja
 install_old_setuptools  # mmcv 2.1.0's setup.py imports pkg_resources
 
 log "step 2/4: mmcv $MMCV_VERSION with compiled ops"
@@ -95,8 +99,8 @@ else
 fi
 pip_install -q --no-deps "$WHEEL_DIR"/mmcv-*.whl
 
-log "step 3/4: the project (editable) and its pinned dependencies"
-pip_install -q -e "$ROOT[test]"
+log "step 3/4: the project (editable) with its det, seg and test extras, as pinned in constraints.txt"
+pip_install -q -e "$ROOT[det,seg,test]"
 install_old_setuptools  # the resolver above upgraded it for torch
 
 log "step 4/4: detectron2"
