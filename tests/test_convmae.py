@@ -15,6 +15,7 @@ from pretrain.models.checkpoint import (
     load_state_dict_checked,
 )
 from pretrain.models.convmae import upsample_token_mask
+from pretrain.models.vit_common import pos_embed_for_grid
 
 OFFICIAL_KEYS = Path(__file__).parent / "data" / "official_keys" / "convmae_base.json"
 
@@ -125,7 +126,7 @@ def test_pos_embed_recomputed_for_other_grid_matches_construction():
     """A model built for 96x64 stores the sin-cos table that a 224 model recomputes for 96x64."""
     small = tiny(img_size=(96, 64))
     model = tiny()
-    table = model._sincos_for_grid(model.pos_embed, model.grid_size, (6, 4))
+    table = pos_embed_for_grid(model.pos_embed, (6, 4), model.grid_size, cls_token=False)
     assert small.pos_embed.shape == (1, 24, 64) and torch.equal(table, small.pos_embed)
 
 

@@ -35,15 +35,14 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint
 from timm.layers import ConvMlp, DropPath
 from timm.models.vision_transformer import Block
 
 from .checkpoint import DECODER_PREFIXES
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
-from .pos_embed import get_2d_sincos_pos_embed
 from .reconstruction import patchify, reconstruction_loss, unpatchify
 from .registry import register_model
+from .vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
 
 # Keys that only the pretraining decoder owns: missing in encoder-only checkpoints.
 
@@ -116,7 +115,7 @@ class MaskedConvBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------------
-class MaskedAutoencoderConvViT(nn.Module):
+class MaskedAutoencoderConvViT(GradCheckpointing, nn.Module):
     """ConvMAE pretraining model: hybrid conv/ViT encoder with block-wise masking + MAE decoder."""
 
     def __init__(
@@ -148,11 +147,9 @@ class MaskedAutoencoderConvViT(nn.Module):
         self.in_chans = in_chans
         self.embed_dims = tuple(embed_dims)
         self.norm_pix_loss = norm_pix_loss
-        self.grad_checkpointing = False
         if self.img_size[0] % self.patch_size or self.img_size[1] % self.patch_size:
             raise ValueError(f"img_size {self.img_size} must be divisible by {self.patch_size}")
         self.grid_size = (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size)
-        num_patches = self.grid_size[0] * self.grid_size[1]
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
         p1, p2, p3 = self.patch_sizes
         c1, c2, c3 = self.embed_dims
@@ -168,7 +165,7 @@ class MaskedAutoencoderConvViT(nn.Module):
         # stage-1/2 features projected to the stage-3 grid (kernel = stride = remaining downsampling)
         self.stage1_output_decode = nn.Conv2d(c1, c3, p2 * p3, stride=p2 * p3)
         self.stage2_output_decode = nn.Conv2d(c2, c3, p3, stride=p3)
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, c3), requires_grad=False)  # fixed sin-cos
+        self.pos_embed = fixed_pos_embed(c3, self.grid_size, cls_token=False)  # [1, L, C3], fixed sin-cos
         self.blocks1 = nn.ModuleList(
             MaskedConvBlock(c1, mlp_ratios[0], conv_kernel_size, drop_path=d) for d in dpr1
         )
@@ -185,7 +182,7 @@ class MaskedAutoencoderConvViT(nn.Module):
         decoder_mlp_ratio = mlp_ratios[0] if decoder_mlp_ratio is None else decoder_mlp_ratio
         self.decoder_embed = nn.Linear(c3, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches, decoder_embed_dim), requires_grad=False)
+        self.decoder_pos_embed = fixed_pos_embed(decoder_embed_dim, self.grid_size, cls_token=False)
         self.decoder_blocks = nn.ModuleList(
             Block(decoder_embed_dim, decoder_num_heads, decoder_mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
             for _ in range(decoder_depth)
@@ -197,37 +194,13 @@ class MaskedAutoencoderConvViT(nn.Module):
 
     # ---- initialisation (official) -----------------------------------------------------------
     def initialize_weights(self) -> None:
-        self.pos_embed.data.copy_(get_2d_sincos_pos_embed(self.pos_embed.shape[-1], self.grid_size).unsqueeze(0))
-        self.decoder_pos_embed.data.copy_(
-            get_2d_sincos_pos_embed(self.decoder_pos_embed.shape[-1], self.grid_size).unsqueeze(0)
-        )
-        w = self.patch_embed3.proj.weight.data  # like nn.Linear, as official
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        init_patch_projection(self.patch_embed3.proj)  # like nn.Linear, as official
         nn.init.normal_(self.mask_token, std=0.02)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_vit_weights)
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """The encoder part (what the released encoder-only checkpoints hold)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(DECODER_PREFIXES)}
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Activation checkpointing of every encoder/decoder block (saves memory, costs compute)."""
-        self.grad_checkpointing = enable
-
-    def _run(self, blk: nn.Module, *args: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(blk, *args, use_reentrant=False)
-        return blk(*args)
 
     # ---- geometry ----------------------------------------------------------------------------
     def token_grid(self, imgs: torch.Tensor) -> tuple[int, int]:
@@ -239,14 +212,6 @@ class MaskedAutoencoderConvViT(nn.Module):
                 "resize or crop the input to a multiple of it"
             )
         return h // self.patch_size, w // self.patch_size
-
-    @staticmethod
-    def _sincos_for_grid(table: torch.Tensor, grid_size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
-        """The fixed sin-cos table [1, L, D] for ``grid``: the stored one at the construction grid,
-        recomputed for any other grid."""
-        if tuple(grid) == tuple(grid_size):
-            return table
-        return get_2d_sincos_pos_embed(table.shape[-1], grid).to(table.device, table.dtype).unsqueeze(0)
 
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
         """imgs [N, 3, H, W] -> [N, L, 16*16*3]."""
@@ -292,22 +257,22 @@ class MaskedAutoencoderConvViT(nn.Module):
 
         x = self.patch_embed1(imgs)  # [N, C1, H/4, W/4]
         for blk in self.blocks1:
-            x = self._run(blk, x, visible1)
+            x = self.run_block(blk, x, visible1)
         stage1 = x
         stage1_embed = self.stage1_output_decode(x).flatten(2).transpose(1, 2)  # [N, L, C3]
 
         x = self.patch_embed2(x)  # [N, C2, H/8, W/8]
         for blk in self.blocks2:
-            x = self._run(blk, x, visible2)
+            x = self.run_block(blk, x, visible2)
         stage2 = x
         stage2_embed = self.stage2_output_decode(x).flatten(2).transpose(1, 2)  # [N, L, C3]
 
         x = self.patch_embed3(x).flatten(2).transpose(1, 2)  # [N, L, C3]
         x = self.patch_embed4(x)
-        x = x + self._sincos_for_grid(self.pos_embed, self.grid_size, grid)
+        x = x + pos_embed_for_grid(self.pos_embed, grid, self.grid_size, cls_token=False)
         x = gather_tokens(x, ids_keep)  # [N, K, C3], visible tokens only
         for blk in self.blocks3:
-            x = self._run(blk, x)
+            x = self.run_block(blk, x)
         stage3 = x
         x = x + gather_tokens(stage1_embed, ids_keep) + gather_tokens(stage2_embed, ids_keep)
         x = self.norm(x)
@@ -327,9 +292,9 @@ class MaskedAutoencoderConvViT(nn.Module):
             grid = self.grid_size
         x = self.decoder_embed(x)  # [N, K, D]
         x = unshuffle_with_mask_tokens(x, self.mask_token, ids_restore)  # [N, L, D]
-        x = x + self._sincos_for_grid(self.decoder_pos_embed, self.grid_size, grid)
+        x = x + pos_embed_for_grid(self.decoder_pos_embed, grid, self.grid_size, cls_token=False)
         for blk in self.decoder_blocks:
-            x = self._run(blk, x)
+            x = self.run_block(blk, x)
         return self.decoder_pred(self.decoder_norm(x))
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

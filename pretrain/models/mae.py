@@ -14,59 +14,15 @@ import torch
 import torch.nn as nn
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
-from torch.utils.checkpoint import checkpoint
 
 from . import reconstruction
 from .checkpoint import DECODER_PREFIXES
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
-from .pos_embed import get_2d_sincos_pos_embed
 from .registry import register_model
+from .vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
 
 
-def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, grad_checkpointing: bool = False) -> torch.Tensor:
-    """Apply transformer blocks in order, optionally with activation checkpointing (training only)."""
-    for blk in blocks:
-        if grad_checkpointing and torch.is_grad_enabled():
-            x = checkpoint(blk, x, use_reentrant=False)
-        else:
-            x = blk(x)
-    return x
-
-
-def init_vit_weights(m: nn.Module) -> None:
-    """The official init: xavier-uniform Linear weights with zero bias, LayerNorm (1, 0)."""
-    if isinstance(m, nn.Linear):
-        nn.init.xavier_uniform_(m.weight)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-
-
-def init_patch_embed(patch_embed: PatchEmbed) -> None:
-    """Initialise the patch projection like an nn.Linear over the flattened patch (official)."""
-    w = patch_embed.proj.weight.data
-    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-
-
-def fixed_pos_embed(embed_dim: int, grid: tuple[int, int]) -> nn.Parameter:
-    """Non-trainable sin-cos embedding [1, 1 + gh*gw, D] (zero row for the cls token), an
-    nn.Parameter with requires_grad=False as in the official code so it is in the state dict."""
-    pe = get_2d_sincos_pos_embed(embed_dim, grid, cls_token=True).unsqueeze(0)
-    return nn.Parameter(pe, requires_grad=False)
-
-
-def pos_embed_for_grid(pos_embed: torch.Tensor, grid: tuple[int, int], built_grid: tuple[int, int]) -> torch.Tensor:
-    """The stored embedding when the input grid is the one it was built for, else a fresh sin-cos
-    embedding of ``grid`` (both fixed functions of position, so nothing is interpolated)."""
-    if tuple(grid) == tuple(built_grid):
-        return pos_embed
-    pe = get_2d_sincos_pos_embed(pos_embed.shape[-1], grid, cls_token=True)
-    return pe.to(device=pos_embed.device, dtype=pos_embed.dtype).unsqueeze(0)
-
-
-class MaskedAutoencoderViT(nn.Module):
+class MaskedAutoencoderViT(GradCheckpointing, nn.Module):
     """MAE with a ViT encoder and decoder (timm ``Block``: attention via scaled_dot_product_attention).
 
     ``img_size`` fixes the grid the stored ``pos_embed`` is built for; other sizes divisible by the
@@ -126,7 +82,7 @@ class MaskedAutoencoderViT(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        init_patch_embed(self.patch_embed)
+        init_patch_projection(self.patch_embed.proj)
         # timm's trunc_normal_(std=.02) is effectively normal_(std=.02) (cutoff 2.0), as official
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
@@ -174,7 +130,7 @@ class MaskedAutoencoderViT(nn.Module):
 
         cls = (self.cls_token + pos[:, :1]).expand(n, -1, -1)
         x = torch.cat([cls, x], dim=1)
-        x = run_blocks(self.blocks, x, self.grad_checkpointing)
+        x = self.run_blocks(self.blocks, x)
         return self.norm(x), mask, ids_restore
 
     def forward_decoder(
@@ -185,7 +141,7 @@ class MaskedAutoencoderViT(nn.Module):
         if not self.encoder_mask_tokens:  # only visible tokens came in: add [M] and unshuffle
             x = torch.cat([x[:, :1], unshuffle_with_mask_tokens(x[:, 1:], self.mask_token, ids_restore)], dim=1)
         x = x + pos_embed_for_grid(self.decoder_pos_embed, grid or self.grid_size, self.grid_size)
-        x = run_blocks(self.decoder_blocks, x, self.grad_checkpointing)
+        x = self.run_blocks(self.decoder_blocks, x)
         x = self.decoder_pred(self.decoder_norm(x))
         return x[:, 1:]
 

@@ -22,10 +22,10 @@ import torch.nn as nn
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
-from .mae import fixed_pos_embed, init_patch_embed, init_vit_weights, pos_embed_for_grid, run_blocks
 from .masking import gather_tokens, visible_indices
 from .pos_embed import RelativeCrop, relative_pos_embed
 from .registry import register_model
+from .vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
 
 
 class PermuteBN(nn.Module):
@@ -69,7 +69,7 @@ def unigrad_loss(pred: torch.Tensor, target: torch.Tensor, neg_weight: float = 0
         return (pos_term + neg_weight * neg_term) / d
 
 
-class SiameseIMViT(nn.Module):
+class SiameseIMViT(GradCheckpointing, nn.Module):
     """SIM with ViT backbone. See the module docstring; ``forward`` documents the inputs."""
 
     # (online, momentum) pairs updated by EMA, as the official mm_update (parameters, not BN stats)
@@ -163,7 +163,7 @@ class SiameseIMViT(nn.Module):
             self.patch_embed.requires_grad_(False)
 
     def initialize_weights(self) -> None:
-        init_patch_embed(self.patch_embed)
+        init_patch_projection(self.patch_embed.proj)
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
         self.apply(init_vit_weights)
@@ -208,9 +208,9 @@ class SiameseIMViT(nn.Module):
         pos = pos_embed_for_grid(self.pos_embed, grid, self.grid_size)
         x = gather_tokens(self.patch_embed(x1) + pos[:, 1:], ids_keep)  # [N, K, D]
         cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
-        x = run_blocks(self.blocks, torch.cat([cls, x], dim=1), self.grad_checkpointing)
+        x = self.run_blocks(self.blocks, torch.cat([cls, x], dim=1))
         x = self.decoder_embed(x)
-        return run_blocks(self.projector_decoder_blocks, x, self.grad_checkpointing)
+        return self.run_blocks(self.projector_decoder_blocks, x)
 
     def forward_predictor(
         self, z1: torch.Tensor, ids_keep: torch.Tensor, rel_pos_21: RelativeCrop | tuple, grid: tuple[int, int]
@@ -223,7 +223,7 @@ class SiameseIMViT(nn.Module):
         q_pos = self.decoder_pos_mlp(rel.to(self.decoder_pos_mlp.weight.dtype))  # [N, L, Dd]
         queries = self.mask_token + q_pos
         x = torch.cat([z1[:, :1] + dpos[:, :1], z1[:, 1:] + vis_pos, queries.to(z1.dtype)], dim=1)
-        x = run_blocks(self.predictor_decoder_blocks, x, self.grad_checkpointing)
+        x = self.run_blocks(self.predictor_decoder_blocks, x)
         x = self.decoder_pred(x)
         return x[:, -q_pos.shape[1]:]
 
@@ -234,9 +234,9 @@ class SiameseIMViT(nn.Module):
         x = self.mm_patch_embed(x2)
         x = torch.cat([self.mm_cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = x + pos_embed_for_grid(self.pos_embed, grid, self.grid_size)
-        x = run_blocks(self.mm_blocks, x, False)
+        x = self.run_blocks(self.mm_blocks, x)  # no_grad: never checkpointed
         x = self.mm_decoder_embed(x)
-        x = run_blocks(self.mm_projector_decoder_blocks, x, False)
+        x = self.run_blocks(self.mm_projector_decoder_blocks, x)
         return x[:, 1:]
 
     def forward_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
