@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from pretrain.checkpoint_io import CheckpointError
 from pretrain.models import build_model
 from transfer.backbones import load_backbone_checkpoint
 from transfer.convert import CheckpointMismatchError, convert_checkpoint, identify_checkpoint
@@ -116,11 +117,12 @@ def test_detectron2_refuses_other_architecture_and_unknown_files(tmp_path):
         convert_for_detectron2(mae, tmp_path / "x.pth", DET_VIT, SIM_DIMS)
     text = tmp_path / "notes.txt"
     text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointMismatchError, match="could not read"):
+    with pytest.raises(CheckpointError, match="could not be read .not a pickle or a torch file"):
         convert_for_detectron2(str(text), tmp_path / "x.pth", DET_VIT)
-    training = tmp_path / "checkpoint-00000010.pth"  # tools/pretrain.py training checkpoints pickle RNG states
-    torch.save({"model": build_model("mae_vit_tiny_patch16").state_dict(), "numpy_rng": np.random.get_state()}, training)
-    with pytest.raises(CheckpointMismatchError, match="tools/pretrain.py --export"):
+    training = tmp_path / "checkpoint-00000010.pth"  # what tools/pretrain.py writes (pretrain.engine.train)
+    torch.save({"model": build_model("mae_vit_tiny_patch16").state_dict(), "optimizer": {}, "config": {},
+                "rng": [{"numpy": np.random.get_state()}]}, training)
+    with pytest.raises(CheckpointError, match="training checkpoint.*tools/pretrain.py --export"):
         convert_for_detectron2(str(training), tmp_path / "x.pth", DET_VIT)
 
 
@@ -138,7 +140,8 @@ def test_convert_checkpoint_cli(tmp_path):
     torch.save({"roi_heads.x": torch.zeros(1), "backbone.net.net.pos_embed": torch.zeros(1)}, bad)
     cmd[2] = str(bad)
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    assert run.returncode == 1 and "not a pretraining checkpoint" in run.stderr
+    assert run.returncode == 1 and "found a detectron2 detector checkpoint" in run.stderr
+    assert "pass it to tools/train_det.py --weights" in run.stderr and "Traceback" not in run.stderr
 
 
 # ---- mmseg --------------------------------------------------------------------------------------

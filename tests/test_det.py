@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from functools import partial
@@ -10,13 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.modeling import ViT, build_model as build_d2_model
+from PIL import Image
 
 from pretrain.models import build_model
 from transfer.backbones import load_backbone_checkpoint
 from transfer.det.backbones import MIMBackbone, add_mim_backbone_config
 from transfer.det.configs import BACKBONE_CONFIGS, config_for_backbone
+from transfer.det.data import DatasetNotFoundError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,32 +64,62 @@ def test_every_config_loads_and_builds_its_backbone(name):
     assert backbone.output_shape().keys() == {"p2", "p3", "p4", "p5", "p6"}
 
 
-def test_paper_recipes():
-    vit = LazyConfig.load(config_for_backbone("mae_vit_base"))
-    assert (vit.train.max_iter, vit.dataloader.train.total_batch_size, vit.optimizer.lr) == (184375, 64, 1e-4)
-    assert vit.optimizer.weight_decay == 0.1 and vit.optimizer.params.lr_factor_func.keywords["lr_decay_rate"] == 0.7
-    assert vit.lr_multiplier.scheduler.milestones == [163889, 177546]
-    assert vit.model.backbone.net.global_blocks == [2, 5, 8, 11] and vit.model.backbone.net.window_size == 14
-    conv25 = LazyConfig.load(config_for_backbone("convmae_base"))
-    conv100 = LazyConfig.load(config_for_backbone("convmae_base_100ep"))
-    assert conv100.train.max_iter == 368750 and conv25.train.max_iter == 368750 // 4
-    assert conv25.lr_multiplier.warmup_length == pytest.approx(4 * conv100.lr_multiplier.warmup_length)
-    assert (conv25.optimizer.lr, conv25.dataloader.train.total_batch_size) == (8e-5, 32)
-    assert conv25.model.backbone.bottom_up.global_blocks == [0, 3, 6, 10]
+IMAGENET_RGB_MEAN, IMAGENET_RGB_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 
 
-def test_yacs_config_builds_mask_rcnn_with_registered_backbone():
+def _r50_yacs_cfg(backbone: str, name: str):
     cfg = add_mim_backbone_config(get_cfg())
-    cfg.merge_from_file(str(Path(__import__("detectron2").model_zoo.get_config_file(
-        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"))))
-    cfg.MODEL.BACKBONE.NAME = "build_mim_vit_sfp_backbone"
-    cfg.MODEL.MIM.NAME, cfg.MODEL.MIM.IMG_SIZE = "vit_tiny_patch16", 128
+    cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"))
+    cfg.MODEL.BACKBONE.NAME = backbone
+    cfg.MODEL.MIM.NAME, cfg.MODEL.MIM.IMG_SIZE = name, 128
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    return cfg
+
+
+@pytest.mark.parametrize("backbone, name", [("build_mim_vit_sfp_backbone", "vit_tiny_patch16"),
+                                            ("build_mim_convmae_fpn_backbone", "convmae_tiny")])
+def test_yacs_config_builds_mask_rcnn_with_rgb_imagenet_input(backbone, name):
+    """On detectron2's R50 yaml the model feeds RGB images with ImageNet mean/std (what the MIM
+    encoders were pretrained on), not the yaml's BGR caffe statistics."""
+    cfg = _r50_yacs_cfg(backbone, name)
     model = build_d2_model(cfg).eval()
+    assert cfg.INPUT.FORMAT == "RGB" and model.input_format == "RGB"
+    assert model.pixel_mean.flatten().tolist() == pytest.approx(IMAGENET_RGB_MEAN)
+    assert model.pixel_std.flatten().tolist() == pytest.approx(IMAGENET_RGB_STD)
     with torch.no_grad():
         out = model([{"image": torch.rand(3, 128, 128) * 255}])
     assert out[0]["instances"].image_size == (128, 128)
+
+
+def test_yacs_config_with_bgr_caffe_normalisation_is_refused():
+    cfg = _r50_yacs_cfg("build_mim_vit_sfp_backbone", "vit_tiny_patch16")
+    cfg.merge_from_list(["INPUT.FORMAT", "BGR", "MODEL.PIXEL_MEAN", [103.53, 116.28, 123.675],
+                         "MODEL.PIXEL_STD", [1.0, 1.0, 1.0]])  # what the R50 yaml's defaults hold
+    with pytest.raises(ValueError, match="RGB") as err:
+        build_d2_model(cfg)
+    assert "add_mim_backbone_config" in str(err.value) and "103.53" in str(err.value)
+
+
+def test_model_zoo_lazyconfigs_take_our_backbones_as_drop_in():
+    """detectron2's own model-zoo configs interpolate the replaced module's outputs
+    (SimpleFeaturePyramid: ``${.net.out_feature}``; FPN: ``${.bottom_up.out_features}``): MIMBackbone
+    takes the same arguments as detectron2's ViT and ResNet, so the swap is one line each."""
+    vitdet = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
+    vitdet.backbone.net = L(MIMBackbone)(name="vit_tiny_patch16", img_size=128, out_feature="last_feat")
+    vitdet.backbone.square_pad = 128
+    fpn = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
+    fpn.backbone.bottom_up = L(MIMBackbone)(name="convmae_tiny", img_size=128, out_features=["s0", "s1", "s2", "s3"])
+    for cfg, levels in ((vitdet, {"p2", "p3", "p4", "p5", "p6"}), (fpn, {"p2", "p3", "p4", "p5", "p6"})):
+        backbone = instantiate(cfg.backbone).eval()
+        with torch.no_grad():
+            features = backbone(torch.rand(1, 3, 128, 128))
+        assert set(features) == levels
+
+
+def test_mim_backbone_refuses_an_output_it_does_not_have():
+    with pytest.raises(ValueError, match="last_feat"):
+        MIMBackbone("vit_tiny_patch16", out_feature="res5")
 
 
 def _run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -112,3 +148,146 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "instances_train2017.json" in proc.stderr and "--dataset toy" in proc.stderr
+
+
+# ---- tools/train_det.py: initial weights, overrides, dataset checks --------------------------------
+def _write_coco_set(root: Path, boxes: list[list[float]], missing: int = 0) -> str:
+    """A COCO-format set of ``len(boxes)`` 64x64 images, one square instance each (polygon mask), the
+    last ``missing`` images listed but not written. Returns the --dataset value for it."""
+    images, annotations = [], []
+    (root / "img").mkdir(parents=True)
+    for i, box in enumerate(boxes):
+        images.append({"id": i + 1, "file_name": f"{i}.png", "height": 64, "width": 64})
+        if i < len(boxes) - missing:
+            Image.new("RGB", (64, 64), (i * 20, 90, 160)).save(root / "img" / f"{i}.png")
+        polygon = [[10.0, 10.0, 40.0, 10.0, 40.0, 40.0, 10.0, 40.0]]
+        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": box, "area": 900.0,
+                            "iscrowd": 0, "segmentation": polygon})
+    ann = root / f"{root.parent.name}.json"  # the file's stem names the registered dataset: one per test
+    ann.write_text(json.dumps({"images": images, "annotations": annotations,
+                               "categories": [{"id": 1, "name": "square"}]}))
+    return f"{ann}:{root / 'img'}"
+
+
+@pytest.fixture
+def train_det(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import train_det as module
+    return module
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def d2_log():
+    handler, logger = _Records(), logging.getLogger("detectron2")
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+
+
+def _setup(train_det, tmp_path, *argv: str):
+    dataset = _write_coco_set(tmp_path / "data", [[10.0, 10.0, 30.0, 30.0]] * 2)
+    args = train_det.parse_args([*argv[:2], "--dataset", dataset, "--output", str(tmp_path / "out"), *argv[2:]])
+    return train_det.setup(args)
+
+
+def test_paper_row_without_weights_loads_the_checkpoint_its_config_names(train_det, tmp_path, monkeypatch, d2_log):
+    asked = []
+    local = tmp_path / "cache" / "mae_pretrain_vit_base.pth"
+
+    def resolve(spec):
+        asked.append(spec)
+        return str(local)
+
+    monkeypatch.setattr(train_det, "resolve_weights", resolve, raising=False)
+    cfg = _setup(train_det, tmp_path, "--backbone", "mae_vit_base")
+    assert asked == ["mae_pretrain_vit_base"]
+    assert cfg.train.init_checkpoint == str(local)
+    said = [m for m in d2_log if "INITIAL WEIGHTS" in m]
+    assert said and "mae_pretrain_vit_base" in said[0] and str(local) in said[0]
+
+
+def test_paper_row_whose_checkpoint_cannot_be_fetched_says_where_to_get_it(train_det, tmp_path):
+    """ConvMAE's release is a Google Drive file (no direct URL): the run stops before anything else,
+    naming the file, where to get it, and --from-scratch."""
+    with pytest.raises(FileNotFoundError) as err:
+        _setup(train_det, tmp_path, "--backbone", "convmae_base")
+    for part in ("convmae_base.pth", "Alpha-VL/ConvMAE", "--weights", "--from-scratch"):
+        assert part in str(err.value)
+
+
+def test_from_scratch_starts_a_paper_row_from_random_init_and_says_so(train_det, tmp_path, monkeypatch, d2_log):
+    monkeypatch.setattr(train_det, "resolve_weights", lambda spec: pytest.fail(f"resolved {spec!r}"), raising=False)
+    cfg = _setup(train_det, tmp_path, "--backbone", "convmae_base", "--from-scratch")
+    assert cfg.train.init_checkpoint == ""
+    assert any("RANDOM INITIALISATION (--from-scratch)" in m and "convmae_base" in m for m in d2_log)
+
+
+def test_toy_row_trains_from_random_init_without_a_flag(train_det, tmp_path, monkeypatch, d2_log):
+    monkeypatch.setattr(train_det, "resolve_weights", lambda spec: pytest.fail(f"resolved {spec!r}"), raising=False)
+    cfg = _setup(train_det, tmp_path, "--backbone", "vit_tiny")
+    assert cfg.train.init_checkpoint == ""
+    assert any("random initialisation" in m and "names no checkpoint" in m for m in d2_log)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--weights", "mae_pretrain_vit_base", "--from-scratch"], "--from-scratch starts from random initialisation"),
+    (["--eval-only"], "--eval-only evaluates a trained detector"),
+])
+def test_contradicting_weight_flags_are_refused(train_det, argv, said, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_det.parse_args(["--backbone", "vit_tiny", *argv])
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, said", [
+    ("train.max_itr=20", ["train has no key 'max_itr'", "Did you mean 'max_iter'", "max_iter", "eval_period"]),
+    ("modell.backbone.depth=2", ["the config has no key 'modell'", "Did you mean 'model'", "dataloader"]),
+])
+def test_misspelled_override_keys_are_refused_with_the_known_keys(train_det, tmp_path, override, said):
+    with pytest.raises(ValueError) as err:
+        _setup(train_det, tmp_path, "--backbone", "vit_tiny", override)
+    for part in said:
+        assert part in str(err.value)
+
+
+def test_override_keys_that_are_target_arguments_are_accepted(train_det, tmp_path):
+    cfg = _setup(train_det, tmp_path, "--backbone", "vit_tiny", "model.backbone.net.use_act_checkpoint=True",
+                 "+train.note=added", "train.max_iter=7")
+    assert cfg.model.backbone.net.use_act_checkpoint is True and cfg.train.note == "added"
+    assert cfg.train.max_iter == 7
+
+
+@pytest.mark.parametrize("override, said", [
+    ("train.max_iter=0", "train.max_iter=0: expected a positive integer"),
+    ("dataloader.train.total_batch_size=0", "total_batch_size=0: expected a positive integer"),
+    ("optimizer.lr=0", "optimizer.lr=0: expected a number > 0"),
+])
+def test_impossible_values_are_refused_up_front(train_det, tmp_path, override, said):
+    with pytest.raises(ValueError, match=re.escape(said)):
+        _setup(train_det, tmp_path, "--backbone", "vit_tiny", override)
+
+
+def test_images_missing_on_disk_are_refused_before_training(train_det, tmp_path):
+    dataset = _write_coco_set(tmp_path / "data", [[10.0, 10.0, 30.0, 30.0]] * 5, missing=3)
+    args = train_det.parse_args(["--backbone", "vit_tiny", "--dataset", dataset, "--output", str(tmp_path / "out")])
+    with pytest.raises(DatasetNotFoundError) as err:
+        train_det.setup(args)
+    assert "3 of 5 images" in str(err.value) and "2.png" in str(err.value) and "4.png" in str(err.value)
+
+
+def test_zero_width_boxes_are_reported_once_with_their_count(train_det, tmp_path, d2_log):
+    boxes = [[10.0, 10.0, 0.0, 30.0], [10.0, 10.0, 30.0, 30.0], [12.0, 10.0, 0.0, 30.0]]
+    dataset = _write_coco_set(tmp_path / "data", boxes)
+    train_det.setup(train_det.parse_args(["--backbone", "vit_tiny", "--dataset", dataset,
+                                          "--output", str(tmp_path / "out")]))
+    said = [m for m in d2_log if "zero width or height" in m]
+    assert len(said) == 1 and "2 of 3 annotations" in said[0] and "box of each one's mask" in said[0]

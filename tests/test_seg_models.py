@@ -54,6 +54,9 @@ def test_paper_configs_pyramid_at_512(name):
         assert net.window_sizes == [0] * 12
         assert all(blk.rel_pos_bias is not None and not blk.attn.use_rel_pos for blk in net.blocks)
         assert net.pos_embed.shape == (1, 1 + 32 * 32, 768)  # resized once to 512x512 on loading
+        # mmseg's MAE keeps the class token in attention: tables of (2*32-1)^2 + 3 rows (BEiT)
+        assert net.cls_token.shape == (1, 1, 768)
+        assert all(blk.rel_pos_bias.relative_position_bias_table.shape == (63 * 63 + 3, 12) for blk in net.blocks)
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -103,11 +106,11 @@ def test_config_path_loading_equals_direct_loading(tmp_path, toy_root, config, m
     segmentor = MODELS.build(cfg.model)
     segmentor.init_weights()
 
-    kwargs = {k: v for k, v in cfg.model.backbone.items() if k not in ("type", "arch", "pretrained", "init_cfg",
+    kwargs = {k: v for k, v in cfg.model.backbone.items() if k not in ("type", "name", "pretrained", "init_cfg",
                                                                         "s3_downsample", "norm_cfg")}
     if "out_indices" in kwargs:
         kwargs["out_indices"] = sorted(set(kwargs["out_indices"]))
-    direct = build_backbone(cfg.model.backbone.arch, **kwargs)
+    direct = build_backbone(cfg.model.backbone.name, **kwargs)
     direct_report = load_backbone_checkpoint(direct, ckpt)
 
     got, want = segmentor.backbone.net.state_dict(), direct.state_dict()
@@ -142,6 +145,7 @@ def test_wrong_architecture_and_missing_checkpoint_are_refused(tmp_path, toy_roo
 # ---- layer-wise lr decay --------------------------------------------------------------------------
 @pytest.mark.parametrize("name, num_layers, expected", [
     ("backbone.net.pos_embed", 12, 0),
+    ("backbone.net.cls_token", 12, 0),  # mmseg get_layer_id_for_vit: backbone.cls_token -> 0
     ("backbone.net.patch_embed.proj.weight", 12, 0),
     ("backbone.net.blocks.0.attn.qkv.weight", 12, 1),
     ("backbone.net.blocks.11.rel_pos_bias.relative_position_bias_table", 12, 12),
@@ -228,3 +232,16 @@ def test_per_block_rel_pos_bias_and_layer_scale(window):
         h = x + 0.5 * attn
         reference = h + 2.0 * plain.mlp(plain.norm2(h))
         torch.testing.assert_close(block(x), reference)
+
+
+# ---- one keyword in both frameworks ---------------------------------------------------------------
+def test_backbones_take_name_and_refuse_arch():
+    """README: ``backbone=dict(type="MIMViT", name=...)`` (detectron2's MIMBackbone takes name= too);
+    the old arch= is refused naming name=."""
+    vit = MODELS.build(dict(type="MIMViT", name="vit_tiny_patch16", out_indices=(0, 1)))
+    assert vit.name == "vit_tiny_patch16" and vit.net.depth == 2
+    convmae = MODELS.build(dict(type="MIMConvMAE", name="convmae_tiny"))
+    assert convmae.net.arch == "convmae"
+    for cls, name in (("MIMViT", "vit_tiny_patch16"), ("MIMConvMAE", "convmae_tiny")):
+        with pytest.raises(TypeError, match=r"name=.*not arch="):
+            MODELS.build(dict(type=cls, arch=name))

@@ -21,7 +21,8 @@ import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 import argparse
 import sys
 
-from transfer.convert import FORMATS, CheckpointMismatchError
+from pretrain.checkpoint_io import CheckpointError
+from transfer.convert import FORMATS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
             config = args.config or config_for_backbone(args.backbone)
             options = _mmseg_options(args.opts) if args.opts else None
             result = convert_for_mmseg(args.input, args.output, config, options, not args.no_strict)
-    except (CheckpointMismatchError, FileNotFoundError, KeyError) as exc:
+    except (CheckpointError, FileNotFoundError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"config:  {config}\n{result.summary()}\nwrote {args.to} checkpoint: {args.output}")

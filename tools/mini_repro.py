@@ -127,7 +127,8 @@ def main(argv=None) -> list[dict]:
         encoder = run_dir / "encoder.pth"
         if args.fresh or not encoder.is_file():
             run_tool("pretrain.py", ["--config", init.pretrain_config, "--data", str(data / "images"),
-                                     "--output", str(run_dir), *pre_overrides, *init.pretrain_overrides],
+                                     "--output", str(run_dir), "--overwrite", *pre_overrides,
+                                     *init.pretrain_overrides],
                      out / "logs" / f"pretrain_{init.name}.log")
         encoders[init.name] = str(encoder)
 
@@ -155,7 +156,7 @@ def main(argv=None) -> list[dict]:
             if args.fresh or read_det_metrics(run_dir) is None:
                 weights = ["--weights", encoders[init.name]] if encoders[init.name] else []
                 run_tool("train_det.py", ["--backbone", DET_BACKBONE[init.arch], "--dataset", dataset,
-                                          "--output", str(run_dir), *weights, *det_opts],
+                                          "--output", str(run_dir), "--overwrite", *weights, *det_opts],
                          out / "logs" / f"det_{init.name}.log")
             write_info(run_dir, row="mini_repro_det", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
                        pretraining=pretraining_desc(init), schedule=f"toy Mask R-CNN, {det_iters(run_dir)} it x 4 img")
@@ -177,7 +178,8 @@ def main(argv=None) -> list[dict]:
                              f"default_hooks.checkpoint.interval={n}", "default_hooks.logger.interval=1"]
                 weights = ["--weights", encoders[init.name]] if encoders[init.name] else []
                 run_tool("train_seg.py", ["--backbone", SEG_BACKBONE[init.arch], "--dataset", str(data / "ade"),
-                                          "--work-dir", str(run_dir), *weights, "--cfg-options", *opts],
+                                          "--work-dir", str(run_dir), "--overwrite", *weights,
+                                          "--cfg-options", *opts],
                          out / "logs" / f"seg_{init.name}.log")
             write_info(run_dir, row="mini_repro_seg", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
                        pretraining=pretraining_desc(init), schedule=f"toy UperNet, {seg_iters(run_dir)} it")

@@ -1,13 +1,19 @@
 """Mask R-CNN transfer on detectron2: train or evaluate a paper config with one of our backbones.
 
-    python tools/train_det.py --backbone convmae_base --weights convmae_base.pth             # COCO
+    python tools/train_det.py --backbone mae_vit_base                 # COCO, from the checkpoint the row names
+    python tools/train_det.py --backbone convmae_base --weights convmae_base.pth             # a local copy
     python tools/train_det.py --backbone vit_tiny --dataset toy                              # CPU toy run
     python tools/train_det.py --backbone mae_vit_base --eval-only --weights output/model_final.pth
     python tools/train_det.py --backbone mae_vit_base --num-gpus 8 train.max_iter=1000       # overrides
 
 --dataset: coco (detectron2's layout under $DETECTRON2_DATASETS), toy (generated), a registered
 detectron2 dataset name (or TRAIN,TEST), or TRAIN_JSON:TRAIN_IMAGES,TEST_JSON:TEST_IMAGES.
-Trailing key=value pairs override the LazyConfig (detectron2 syntax).
+Trailing key=value pairs override the LazyConfig (detectron2 syntax); keys the config does not have are
+refused (``+key=value`` adds one on purpose).
+
+Initial weights: a paper row starts from the official checkpoint its config names
+(``train.init_checkpoint``, downloaded once and cached: ``pretrain.weights``); ``--weights NAME|PATH``
+replaces it, ``--from-scratch`` starts from random initialisation instead. The log says which.
 """
 from __future__ import annotations
 
@@ -15,7 +21,10 @@ import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 
 import argparse
 import json
+import logging
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,8 +32,14 @@ from detectron2.config import LazyConfig
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm
 
-from transfer.det.configs import BACKBONE_CONFIGS, config_for_backbone
-from transfer.det.data import USE_FAST_COCO_EVAL, num_classes, resolve_dataset
+from pretrain.checkpoint_io import CheckpointError
+from pretrain.encoders import OFFICIAL_WEIGHTS
+from pretrain.weights import ChecksumError, WeightsNotFoundError, resolve_weights
+from pretrain.run_dir import RunDirError, claim_run_dir
+from transfer.det.configs import (
+    BACKBONE_CONFIGS, ConfigValueError, check_override_keys, check_train_values, config_for_backbone,
+)
+from transfer.det.data import USE_FAST_COCO_EVAL, DatasetNotFoundError, check_dataset, num_classes, resolve_dataset
 from transfer.det.engine import do_eval_only, do_train
 
 
@@ -33,12 +48,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backbone", default=None, choices=sorted(BACKBONE_CONFIGS),
                    help="picks the paper config for this backbone")
     p.add_argument("--config", default=None, help="a LazyConfig file (overrides --backbone's config)")
-    p.add_argument("--weights", default="", help="pretraining checkpoint (MAE/ConvMAE/SIM, official or ours) "
-                   "or a detectron2 checkpoint of the whole detector")
+    p.add_argument("--weights", default="", metavar="NAME|PATH",
+                   help="pretraining checkpoint (MAE/ConvMAE/SIM, official or ours) or a detectron2 checkpoint of "
+                   f"the whole detector: a file, a URL or an official name ({', '.join(sorted(OFFICIAL_WEIGHTS))}). "
+                   "Default: the checkpoint the config names (train.init_checkpoint)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="start from random initialisation, not from the checkpoint the paper config names")
+    p.add_argument("--allow-partial-weights", action="store_true",
+                   help="load --weights even when it leaves backbone parameters at their initial values "
+                   "(otherwise an error that names them)")
     p.add_argument("--dataset", default="coco")
     p.add_argument("--output", default=None, help="output dir (default: output/det/<config name>)")
     p.add_argument("--eval-only", action="store_true")
     p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in the output dir")
+    p.add_argument("--overwrite", action="store_true", help="delete the run already in the output dir and start "
+                   "again (without --resume or --overwrite a used output dir is refused)")
     p.add_argument("--num-gpus", type=int, default=1 if torch.cuda.is_available() else 0)
     p.add_argument("--num-machines", type=int, default=1)
     p.add_argument("--machine-rank", type=int, default=0)
@@ -47,18 +71,75 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.backbone and not args.config:
         p.error("give --backbone NAME or --config FILE")
-    if args.weights and not Path(args.weights).is_file():
-        p.error(f"--weights {args.weights}: no such file. Pass an official MAE/ConvMAE/SIM checkpoint, one "
-                "exported by tools/pretrain.py, or a detectron2 checkpoint of the detector.")
+    if args.overwrite and (args.resume or args.eval_only):
+        p.error("--overwrite deletes the run in --output: it cannot go with --resume or --eval-only")
+    if args.from_scratch and args.weights:
+        p.error("--from-scratch starts from random initialisation, --weights from a checkpoint: give one of them")
+    if args.eval_only and (args.from_scratch or not args.weights):
+        p.error("--eval-only evaluates a trained detector: pass --weights FILE "
+                "(e.g. output/det/<row>/model_final.pth), without --from-scratch")
+    args.init_weights = None  # chosen once, before any worker starts (cli)
     return args
 
 
-def setup(args):
+@dataclass(frozen=True)
+class InitWeights:
+    """What a run starts from: ``path`` ("" = random initialisation) and the sentence the log says."""
+
+    path: str
+    message: str
+    loud: bool = False
+
+
+def load_config(args) -> tuple[str, object]:
+    """The config file and its LazyConfig with the command line's overrides, checked before use."""
     config_file = args.config or config_for_backbone(args.backbone)
     cfg = LazyConfig.load(config_file)
+    check_override_keys(cfg, args.opts)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    output = args.output or os.path.join("output", "det", Path(config_file).stem)
+    check_train_values(cfg)
+    return config_file, cfg
+
+
+def output_dir(args, config_file: str) -> str:
+    return args.output or os.path.join("output", "det", Path(config_file).stem)
+
+
+def choose_init_weights(args, config_file: str, cfg) -> InitWeights:
+    """--weights, else the checkpoint the config names (``train.init_checkpoint``), resolved to a local
+    file (official names are downloaded once); --from-scratch or a config that names none: random init."""
+    row, named, output = Path(config_file).name, cfg.train.get("init_checkpoint", ""), output_dir(args, config_file)
+    if args.resume and os.path.isfile(os.path.join(output, "last_checkpoint")):
+        return InitWeights("", f"resuming the run in {output}: the weights come from its last checkpoint")
+    if args.from_scratch:
+        skipped = f", not from {named!r} that {row} names" if named else ""
+        return InitWeights("", f"RANDOM INITIALISATION (--from-scratch){skipped}: no pretrained weights", loud=True)
+    spec, origin = (args.weights, "given by --weights") if args.weights else (named, f"named by {row}")
+    if not spec:
+        return InitWeights("", f"random initialisation: {row} names no checkpoint and no --weights was given")
+    try:
+        path = resolve_weights(spec)
+    except WeightsNotFoundError as exc:
+        if args.weights:
+            raise
+        raise WeightsNotFoundError(f"{exc} ({row} starts from {spec!r}; --from-scratch trains it from random "
+                                   "initialisation instead.)") from exc
+    official = OFFICIAL_WEIGHTS.get(spec)
+    what = f"official checkpoint {spec!r} ({official.filename})" if official else repr(spec)
+    return InitWeights(path, f"INITIAL WEIGHTS: {what}, {origin}, read from {path}", loud=True)
+
+
+def setup(args):
+    config_file, cfg = load_config(args)
+    output = output_dir(args, config_file)
+    if comm.is_main_process():  # one run per output dir, held until this process ends (pretrain/run_dir.py)
+        claim_run_dir(output, resume=args.resume or args.eval_only, overwrite=args.overwrite)
+    init = args.init_weights or choose_init_weights(args, config_file, cfg)
     splits = resolve_dataset(args.dataset, toy_root=os.path.join("datasets", "toy", "coco"))
+    if not args.eval_only:
+        check_dataset(splits.train, recompute_boxes=bool(cfg.dataloader.train.mapper.get("recompute_boxes", False)))
+    if args.eval_only or splits.test != splits.train:
+        check_dataset(splits.test)
     cfg.dataloader.train.dataset.names = splits.train
     cfg.dataloader.test.dataset.names = splits.test
     cfg.dataloader.evaluator.dataset_name = splits.test
@@ -67,9 +148,10 @@ def setup(args):
     cfg.model.roi_heads.num_classes = num_classes(splits.train)
     cfg.train.output_dir = output
     cfg.train.device = "cuda" if args.num_gpus > 0 else "cpu"
-    if args.weights:
-        cfg.train.init_checkpoint = args.weights
+    cfg.train.init_checkpoint = init.path
+    cfg.train.allow_partial_weights = args.allow_partial_weights
     default_setup(cfg, args)
+    logging.getLogger("detectron2").log(logging.WARNING if init.loud else logging.INFO, "==> %s", init.message)
     return cfg
 
 
@@ -86,8 +168,14 @@ def main(args) -> dict:
 
 def cli(argv=None) -> None:
     args = parse_args(argv)
-    launch(main, max(args.num_gpus, 1), num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    try:
+        config_file, cfg = load_config(args)  # bad overrides fail here, before any worker starts
+        args.init_weights = choose_init_weights(args, config_file, cfg)  # one download, not one per GPU
+        launch(main, max(args.num_gpus, 1), num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))
+    except (CheckpointError, RunDirError, ConfigValueError, WeightsNotFoundError, ChecksumError,
+            DatasetNotFoundError) as exc:  # bad --weights, overrides or data; a used or busy --output
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

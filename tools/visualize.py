@@ -29,13 +29,15 @@ import torch
 # ---- reconstructions (torch only) ---------------------------------------------------------------
 def load_pretraining_model(checkpoint: str, model_name: str | None = None) -> torch.nn.Module:
     """The full MAE / ConvMAE model (decoder included) of a pretraining checkpoint."""
+    from pretrain.checkpoint_io import CheckpointKind, expect_kind, read_checkpoint, state_dict_of
     from pretrain.models import build_model
     from pretrain.models.checkpoint import CheckpointMismatchError, load_state_dict_checked
 
-    obj = torch.load(checkpoint, map_location="cpu", weights_only=False)  # trusted files: they hold args / config
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointMismatchError(f"{checkpoint} holds no state dict ({{'model': ...}} expected)")
+    obj = read_checkpoint(checkpoint)  # no code from the file runs; args / config are plain data
+    kinds = (CheckpointKind.TRAINING_STATE, CheckpointKind.MAE, CheckpointKind.CONVMAE, CheckpointKind.SIM,
+             CheckpointKind.ENCODER)
+    expect_kind(obj, checkpoint, kinds, "a pretraining checkpoint with its decoder (MAE / ConvMAE)")
+    state = state_dict_of(obj, checkpoint)
     kwargs = {}
     if "config" in obj:  # ours: tools/pretrain.py training checkpoint
         model_name = model_name or obj["config"]["model"]
@@ -110,7 +112,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    from pretrain.checkpoint_io import CheckpointError
+
     args = parse_args(argv)
+    try:
+        return draw(args)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def draw(args: argparse.Namespace) -> int:
     if args.what == "recon":
         model = load_pretraining_model(args.checkpoint, args.model)
         draw_reconstructions(model, args.image, args.out, args.mask_ratio, args.seed, args.img_size)

@@ -28,8 +28,10 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from pretrain.checkpoint_io import ADVICE, CheckpointKind, atomic_save, classify_checkpoint
+from pretrain.models.checkpoint import read_state_dict
 from transfer.backbones import ConvMAEBackbone, LoadReport, ViTBackbone
-from transfer.backbones.checkpoint import CheckpointMismatchError, convert_state_dict, read_checkpoint
+from transfer.backbones.checkpoint import CheckpointMismatchError, convert_state_dict
 
 __all__ = [
     "CheckpointMismatchError", "ConversionResult", "FORMATS", "convert_checkpoint", "find_trunk",
@@ -38,41 +40,30 @@ __all__ = [
 
 FORMATS = ("detectron2", "mmseg")
 TRUNK_TYPES = (ViTBackbone, ConvMAEBackbone)
-# keys that only a fine-tuned detector / segmentor has: such files are not inputs of a conversion
-FINETUNED_MARKERS = {
-    "detectron2 detector": ("roi_heads.", "proposal_generator."),
-    "mmseg segmentor": ("decode_head.", "auxiliary_head."),
+# pretraining kinds -> the names this module reports
+FAMILIES = {
+    CheckpointKind.CONVMAE: "convmae", CheckpointKind.SIM: "sim", CheckpointKind.MAE: "mae",
+    CheckpointKind.ENCODER: "vit-encoder",
 }
 
 
 def identify_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """What a pretraining state dict is, from its key names (official names = ours):
-
-    'convmae' (``blocks3.*``), 'sim' (momentum branch ``mm_*`` / ``projector_decoder_blocks`` /
-    ``predictor_decoder_blocks``), 'mae' (ViT with an MAE decoder ``decoder_blocks``), or
-    'vit-encoder' (an encoder-only ViT export: MAE's ``mae_pretrain_vit_base.pth`` and SIM encoder
-    exports look the same). Raises CheckpointMismatchError for fine-tuned detectors / segmentors and
-    for files without encoder keys."""
-    keys = list(state_dict)
-    for what, markers in FINETUNED_MARKERS.items():
-        if any(k.startswith(markers) for k in keys):
-            raise CheckpointMismatchError(
-                f"this is a fine-tuned {what} checkpoint (keys like '{next(k for k in keys if k.startswith(markers))}'), "
-                "not a pretraining checkpoint: there is nothing to convert. Pass it to the framework directly "
-                "(tools/train_det.py / tools/train_seg.py --weights FILE)."
-            )
-    bare = [k.split(".", 1)[1] if k.startswith("module.") else k for k in keys]
-    if any(k.startswith(("blocks3.", "patch_embed1.")) for k in bare):
-        return "convmae"
-    if any(k.startswith(("mm_", "projector_decoder_blocks.", "predictor_decoder_blocks.")) for k in bare):
-        return "sim"
-    if any(k.startswith("decoder_blocks.") for k in bare):
-        return "mae"
-    if any(k.startswith("blocks.") for k in bare) or "patch_embed.proj.weight" in bare:
-        return "vit-encoder"
+    """What a pretraining state dict is (``pretrain.checkpoint_io.classify_checkpoint``): 'convmae',
+    'sim', 'mae' or 'vit-encoder' (an encoder-only ViT export: MAE's ``mae_pretrain_vit_base.pth`` and
+    SIM encoder exports look the same). Raises CheckpointMismatchError for fine-tuned detectors /
+    segmentors and for files without encoder keys."""
+    kind = classify_checkpoint(state_dict)
+    if kind in FAMILIES:
+        return FAMILIES[kind]
+    if kind in (CheckpointKind.DETECTRON2, CheckpointKind.MMSEG):
+        raise CheckpointMismatchError(
+            f"this is a fine-tuned {kind.value} (keys like "
+            f"'{next(k for k in state_dict if k.startswith(('roi_heads.', 'proposal_generator.', 'decode_head.', 'auxiliary_head.')))}'), "
+            f"not a pretraining checkpoint: there is nothing to convert; {ADVICE[kind]}."
+        )
     raise CheckpointMismatchError(
         "unrecognised checkpoint: no MAE / SIM ('blocks.*', 'patch_embed.proj.weight') or ConvMAE "
-        f"('blocks3.*', 'patch_embed1.*') encoder keys; first keys: {keys[:6]}. Expected an official "
+        f"('blocks3.*', 'patch_embed1.*') encoder keys; first keys: {list(state_dict)[:6]}. Expected an official "
         "MAE / ConvMAE / SIM pretraining checkpoint or an encoder.pth written by tools/pretrain.py."
     )
 
@@ -114,21 +105,6 @@ class ConversionResult:
         return "\n".join(lines)
 
 
-def _read(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict of a file, read with ``weights_only=True``; files that pickle other objects
-    (tools/pretrain.py training checkpoints hold RNG states) are refused with the way out."""
-    try:
-        return read_checkpoint(path)
-    except CheckpointMismatchError as exc:
-        if "Unsupported global" not in str(exc):  # a pickle of other objects, not just unreadable
-            raise
-        raise CheckpointMismatchError(
-            f"{path} holds pickled Python objects besides tensors, so it is not read here (weights_only). "
-            "If it is a training checkpoint of tools/pretrain.py, export its encoder first: "
-            f"python tools/pretrain.py --export {path} --output encoder.pth"
-        ) from None
-
-
 def convert_checkpoint(
     checkpoint: str | os.PathLike | Mapping[str, torch.Tensor], trunk: nn.Module, prefix: str,
     strict: bool = True,
@@ -137,7 +113,7 @@ def convert_checkpoint(
     module), keys prefixed with ``prefix``. Raises CheckpointMismatchError for unreadable files,
     fine-tuned detectors / segmentors, files without encoder keys, another architecture or size."""
     source = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "state dict"
-    state = _read(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else dict(checkpoint)
+    state = read_state_dict(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else dict(checkpoint)
     family = identify_checkpoint(state)
     mapped, report = convert_state_dict(trunk, state, source, strict)
     return ConversionResult({prefix + k: v.contiguous() for k, v in mapped.items()}, source, family, prefix, report)
@@ -155,5 +131,5 @@ def save_converted(result: ConversionResult, path: str | os.PathLike, fmt: str) 
     else:
         obj = {"state_dict": result.state_dict, "meta": meta}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save(obj, path)
+    atomic_save(obj, path)
     return str(path)

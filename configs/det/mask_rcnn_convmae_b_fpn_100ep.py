@@ -2,9 +2,10 @@
 DET/configs/convmae/convmae_base_mask_rcnn_FPN_100ep.py): batch 32, 368750 iters (100 ep = 368750 *
 32 / 118000), AdamW lr 8e-5 betas (0.9, 0.999) wd 0.1 (0 on norms, pos_embed and the relative
 position bias tables), cosine with warmup over 0.125% of training, AMP, LSJ 1024.
-Weights: --weights convmae_base.pth (the official ConvMAE release) or an export of tools/pretrain.py.
+Weights: the official ConvMAE-B release (``convmae_base``; the official config's
+``bottom_up.pretrained="./convmae_base.pth"``); --weights FILE for a local copy or an export of
+tools/pretrain.py, --from-scratch for random initialisation.
 """
-import detectron2.data.transforms as T
 import torch
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
@@ -12,17 +13,16 @@ from detectron2.solver import WarmupParamScheduler
 from detectron2.solver.build import get_default_optimizer_params
 from fvcore.common.param_scheduler import CosineParamScheduler
 
-from .common.coco_lsj import dataloader
+from .common.coco_lsj_padded import dataloader  # 1024x1024 inputs, train and test
 from .common.mask_rcnn_convmae_fpn import model
 
 dataloader.train.total_batch_size = 32
-# the released config pads test images to 1024x1024 as in training
-dataloader.test.mapper.augmentations.append(L(T.FixedSizeCrop)(crop_size=(1024, 1024)))
 
 train = model_zoo.get_config("common/train.py").train
 train.amp.enabled = True
 train.ddp.fp16_compression = True
 train.max_iter = 368750
+train.init_checkpoint = "convmae_base"  # pretrain.encoders.OFFICIAL_WEIGHTS
 train.eval_period = 3688
 train.checkpointer.period = 3688
 train.checkpointer.max_to_keep = 3

@@ -2,7 +2,9 @@
 paper; detectron2 projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py, whose recipe this is).
 
 100 ep = 184375 iters * 64 images/iter / 118000 images/ep; lr steps at 88.9% and 96.3% of training.
-Weights: --weights mae_pretrain_vit_base.pth (the official MAE release) or an export of tools/pretrain.py.
+Weights: the official MAE ViT-B release (``mae_pretrain_vit_base``, as detectron2's config:
+detectron2://ImageNetPretrained/MAE/mae_pretrain_vit_base.pth); --weights NAME|PATH for another
+(e.g. an export of tools/pretrain.py), --from-scratch for random initialisation.
 """
 from functools import partial
 
@@ -18,6 +20,7 @@ from .common.mask_rcnn_vitdet import model
 train = model_zoo.get_config("common/train.py").train
 train.amp.enabled = True
 train.ddp.fp16_compression = True
+train.init_checkpoint = "mae_pretrain_vit_base"  # pretrain.encoders.OFFICIAL_WEIGHTS
 train.max_iter = 184375
 train.eval_period = 5000
 train.checkpointer.period = 5000

@@ -12,3 +12,4 @@ dataloader.train = _toy_dataloader.train
 dataloader.test = _toy_dataloader.test
 
 lr_multiplier = short_schedule(train, optimizer)
+train.init_checkpoint = ""  # random initialisation unless --weights

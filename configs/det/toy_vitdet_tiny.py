@@ -27,4 +27,5 @@ dataloader.train.num_workers = 1
 dataloader.test.num_workers = 0
 
 lr_multiplier = short_schedule(train, optimizer)
+train.init_checkpoint = ""  # random initialisation unless --weights
 optimizer.params.lr_factor_func = partial(get_vit_lr_decay_rate, num_layers=2, lr_decay_rate=0.7)

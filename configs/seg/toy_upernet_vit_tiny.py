@@ -1,6 +1,6 @@
 """Toy row (tests and CPU demo, not a paper row): the MAE recipe (upernet_mae_vit_base_512_160k_ade20k.py:
-ViT with per-block rel-pos bias and layer scale, Feature2Pyramid, UPerHead + FCN head, AdamW with
-layer decay, warmup + poly) shrunk to a 96-d x 4-block ViT on the generated ADE-format toy set
+ViT with the class token in attention, per-block rel-pos bias and layer scale, Feature2Pyramid, UPerHead +
+FCN head, AdamW with layer decay, warmup + poly) shrunk to a 96-d x 4-block ViT on the generated ADE-format toy set
 (tools/make_toy_data.py --only ade: 128x128 images, background + square / disk / triangle after
 reduce_zero_label), 128x128 crops, trained from scratch on CPU in a few minutes.
 
@@ -50,8 +50,8 @@ test_dataloader = val_dataloader
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        arch='vit_tiny_patch16', img_size=128, pretrain_img_size=128, embed_dim=dim, depth=4, num_heads=3,
-        global_blocks=(0, 1, 2, 3), drop_path_rate=0.0, out_indices=(0, 1, 2, 3)),
+        name='vit_tiny_patch16', pretrained=None, img_size=128, pretrain_img_size=128, embed_dim=dim, depth=4,
+        num_heads=3, global_blocks=(0, 1, 2, 3), drop_path_rate=0.0, out_indices=(0, 1, 2, 3)),
     neck=dict(embed_dim=dim, norm_cfg=norm_cfg),
     decode_head=dict(in_channels=[dim] * 4, channels=64, num_classes=4, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=dim, channels=32, num_classes=4, norm_cfg=norm_cfg),

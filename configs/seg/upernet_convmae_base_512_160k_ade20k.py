@@ -14,8 +14,8 @@ SEG/backbone/convmae.py, SEG/configs/_base_/models/upernet.py and schedules/sche
   (ratio 1e-6); fp16 (apex); 8 GPUs x 2 images = 16 per iteration;
 - test: sliding 512x512 windows with stride 341.
 
-Weights: tools/train_seg.py --weights <ConvMAE pretraining checkpoint> (official ``checkpoint.pth``
-or ours; the decoder and stage*_output_decode are dropped and reported).
+Weights: the official ConvMAE-B pretraining checkpoint by name (``convmae_base``; the decoder and
+stage*_output_decode are dropped and reported); --weights NAME|PATH picks another, --from-scratch none.
 """
 _base_ = ['./_base_/upernet.py', './_base_/ade20k.py', './_base_/runtime.py', './_base_/schedule_160k.py']
 
@@ -23,7 +23,8 @@ norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     backbone=dict(
         type='MIMConvMAE',
-        arch='convmae_base',
+        name='convmae_base',
+        pretrained='convmae_base',  # official name (pretrain.encoders.OFFICIAL_WEIGHTS)
         img_size=512,
         window_size=0,  # global attention in every stage-3 block
         use_rel_pos_bias=False,  # not the detection backbone's two shared tables ...

@@ -7,35 +7,27 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from pretrain.checkpoint_io import CheckpointError, CheckpointKind, expect_kind, read_checkpoint, state_dict_of
+
 
 # Keys of a pretraining model that an encoder-only checkpoint lacks (MAE, ConvMAE).
 DECODER_PREFIXES = ("decoder_", "mask_token")
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(CheckpointError, RuntimeError):
     """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
 
 
+PRETRAINING_PURPOSE = "a pretraining checkpoint (official MAE / ConvMAE / SIM file, or tools/pretrain.py --export)"
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file and return its state dict (``['model']`` of the official files)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with context
-        raise CheckpointMismatchError(
-            f"could not read {path} as a torch checkpoint ({type(exc).__name__}: {exc}); "
-            "expected a file written by torch.save holding {'model': state_dict} or a state dict"
-        ) from exc
-    for key in ("model", "state_dict", "module"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointMismatchError(
-            f"{path} holds no state dict; expected {{'model': state_dict}} or a plain state dict"
-        )
-    return dict(obj)
+    """The state dict of a pretraining checkpoint file (``['model']`` of the official files), read through
+    ``pretrain.checkpoint_io`` (no code from the file runs); other kinds of file are refused with what to
+    do with them (e.g. a training checkpoint: export its encoder first)."""
+    obj = read_checkpoint(path)
+    expect_kind(obj, path, [k for k in CheckpointKind if k.is_pretraining], PRETRAINING_PURPOSE)
+    return state_dict_of(obj, path)
 
 
 def describe_mismatch(

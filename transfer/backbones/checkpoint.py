@@ -1,8 +1,9 @@
 """Load pretraining checkpoints (official MAE / SIM / ConvMAE files, our exports) into a backbone.
 
 ``load_backbone_checkpoint(backbone, path_or_state_dict)``:
-1. read the file (``{'model': ...}``, ``{'state_dict': ...}``, ``{'module': ...}`` or a plain dict;
-   full official training checkpoints with an ``args`` Namespace are accepted);
+1. read the file through ``pretrain.checkpoint_io`` (no code from it runs): ``{'model': ...}``,
+   ``{'state_dict': ...}``, ``{'module': ...}`` or a plain dict; full official training checkpoints with
+   an ``args`` Namespace are accepted, other kinds of file refused with what to do with them;
 2. strip wrapper prefixes (``module.``, detectron2's ``backbone.net.`` / ``backbone.bottom_up.``,
    mmseg's ``backbone.``, ``encoder.``);
 3. refuse a checkpoint of another architecture (ViT into ConvMAE or back) or size (any shape
@@ -16,7 +17,6 @@ Returns a ``LoadReport`` (also logged).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -27,6 +27,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from pretrain.checkpoint_io import CheckpointKind, classify_checkpoint
 from pretrain.models.checkpoint import CheckpointMismatchError, read_state_dict
 
 from .pos_resize import infer_grid, resize_pos_embed
@@ -70,13 +71,6 @@ class LoadReport:
         )
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict of a checkpoint file; training checkpoints that also hold an argparse
-    ``args`` Namespace (the official MAE / ConvMAE / SIM ``checkpoint-*.pth``) are accepted."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return read_state_dict(path)
-
-
 def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Remove wrapper prefixes; when a prefix is found, keys without it are returned as dropped."""
     sd, dropped = dict(state_dict), []
@@ -87,14 +81,12 @@ def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, to
     return sd, dropped
 
 
-def checkpoint_arch(keys) -> str | None:
-    """'convmae', 'vit' or None from the encoder key names."""
-    keys = list(keys)
-    if any(k.startswith(("blocks3.", "patch_embed1.")) for k in keys):
+def checkpoint_arch(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """'convmae', 'vit' or None, from the key names (``pretrain.checkpoint_io.classify_checkpoint``)."""
+    kind = classify_checkpoint(state_dict)
+    if kind is CheckpointKind.CONVMAE:
         return "convmae"
-    if any(k.startswith("blocks.") for k in keys) or "patch_embed.proj.weight" in keys:
-        return "vit"
-    return None
+    return "vit" if kind.is_pretraining else None
 
 
 def _convert_pos_embed(backbone: nn.Module, ckpt: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
@@ -182,7 +174,7 @@ def load_backbone_checkpoint(
     source = "state dict"
     if isinstance(checkpoint, (str, os.PathLike)):
         source = str(checkpoint)
-        checkpoint = read_checkpoint(checkpoint)
+        checkpoint = read_state_dict(checkpoint)
     sd, report = convert_state_dict(backbone, checkpoint, source, strict)
     backbone.load_state_dict(sd, strict=False)
     logger.info("%s", report)

@@ -5,7 +5,9 @@ Forward semantics of detectron2 ``modeling/backbone/vit.py`` ``ViT`` with the Vi
 embedding of the 224-pretraining (with the class-token slot, [1, 1 + 14*14, D]) resized bicubically
 to the input grid in every forward, window attention in all blocks except the global ones, decomposed
 relative positions in every block (zero-initialised: pretraining has none), no class token, no final
-norm. Attention runs through ``F.scaled_dot_product_attention`` (see ``vit_block``).
+norm. The segmentation recipe (mmseg ``MAE``, configs/seg) instead keeps the class token in the
+attention sequence of all-global blocks (``use_cls_token``) with BEiT's per-block bias tables.
+Attention runs through ``F.scaled_dot_product_attention`` (see ``vit_block``).
 
 Output: one stride-16 map, ``{"last_feat": [N, D, H/16, W/16]}`` (detectron2's name, so detectron2's
 ``SimpleFeaturePyramid(in_feature="last_feat")`` builds the 4/8/16/32(/64) pyramid from it), or with
@@ -44,6 +46,10 @@ class ViTBackbone(nn.Module):
         out_indices: None -> ``{"last_feat": last block output}``; else ``{"block{i}": ...}``.
         use_rel_pos_bias, init_values: the segmentation recipe's per-block BEiT relative position
             bias table and layer scale (mmseg ``MAE``; see ``WindowBlock``); off in ViTDet.
+        use_cls_token: prepend the (pretrained) class token, plus its position slot, to the patch
+            tokens of every block and drop it from the outputs, as mmseg's ``MAE`` backbone
+            (``with_cls_token=True``); the bias tables get BEiT's 3 class-token entries. Needs
+            global attention in every block and a ``pos_embed`` with the class-token slot.
         use_act_checkpoint: activation checkpointing of every block while training.
     """
 
@@ -72,17 +78,27 @@ class ViTBackbone(nn.Module):
         use_act_checkpoint: bool = False,
         use_rel_pos_bias: bool = False,
         init_values: float | None = None,
+        use_cls_token: bool = False,
     ):
         super().__init__()
         bad = [i for i in list(global_blocks) + list(out_indices or []) if not 0 <= i < depth]
         if bad:
             raise ValueError(f"block indices {bad} out of range for depth {depth} (zero-based)")
+        if use_cls_token and (sorted(set(global_blocks)) != list(range(depth)) or use_rel_pos
+                              or not (use_abs_pos and pretrain_use_cls_token)):
+            raise ValueError(
+                "use_cls_token keeps the class token in attention (mmseg's MAE backbone): it needs "
+                f"global_blocks=tuple(range({depth})), use_rel_pos=False, use_abs_pos=True and "
+                f"pretrain_use_cls_token=True; got global_blocks={tuple(global_blocks)}, use_rel_pos={use_rel_pos}, "
+                f"use_abs_pos={use_abs_pos}, pretrain_use_cls_token={pretrain_use_cls_token}"
+            )
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.depth = depth
         self.num_prefix_tokens = 1 if pretrain_use_cls_token else 0
         self.global_blocks = tuple(sorted(global_blocks))
         self.use_act_checkpoint = use_act_checkpoint
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_cls_token else None
 
         self.patch_embed = PatchEmbed(
             img_size=None, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
@@ -107,7 +123,7 @@ class ViTBackbone(nn.Module):
                     norm_layer=partial(nn.LayerNorm, eps=norm_eps), window_size=window,
                     rel_pos_size=rel_size, rel_pos_zero_init=rel_pos_zero_init,
                     rel_pos_bias_grid=(grid if window == 0 else (window, window)) if use_rel_pos_bias else None,
-                    init_values=init_values,
+                    init_values=init_values, num_prefix_tokens=int(use_cls_token),
                 )
             )
         self.blocks = nn.ModuleList(blocks)
@@ -121,6 +137,8 @@ class ViTBackbone(nn.Module):
 
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(init_transformer_weights)
 
     @property
@@ -129,18 +147,31 @@ class ViTBackbone(nn.Module):
         return [blk.window_size for blk in self.blocks]
 
     def no_weight_decay(self) -> set[str]:
-        return {"pos_embed"}
+        return {"pos_embed", "cls_token"} if self.cls_token is not None else {"pos_embed"}
+
+    def _prepend_cls_token(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, h, w, D] (position added) -> [N, 1 + h*w, D], class token + its position slot first."""
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)  # [N, 1, D]
+        return torch.cat([cls, x.flatten(1, 2)], dim=1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x [N, 3, H, W] -> {name: [N, D, H/p, W/p]} (floor division, like the strided conv)."""
         x = self.patch_embed(x)  # [N, h, w, D]
+        n, h, w, d = x.shape
         if self.pos_embed is not None:
-            x = x + abs_pos_for_grid(self.pos_embed, (x.shape[1], x.shape[2]), self.num_prefix_tokens)
+            x = x + abs_pos_for_grid(self.pos_embed, (h, w), self.num_prefix_tokens)
+        extra: tuple = ()
+        if self.cls_token is not None:
+            x, extra = self._prepend_cls_token(x), (None, (h, w))  # blocks take (x, attn_bias, hw)
+
+        def grid(t: torch.Tensor) -> torch.Tensor:  # block output -> [N, D, h, w] (class token dropped)
+            return (t if t.dim() == 4 else t[:, 1:].reshape(n, h, w, d)).permute(0, 3, 1, 2)
+
         outs: dict[str, torch.Tensor] = {}
         for i, blk in enumerate(self.blocks):
-            x = run_block(blk, x, checkpointing=self.use_act_checkpoint)
+            x = run_block(blk, x, *extra, checkpointing=self.use_act_checkpoint)
             if self.out_indices is not None and i in self.out_indices:
-                outs[f"block{i}"] = x.permute(0, 3, 1, 2)  # [N, D, h, w]
+                outs[f"block{i}"] = grid(x)
         if self.out_indices is None:
-            outs["last_feat"] = x.permute(0, 3, 1, 2)
+            outs["last_feat"] = grid(x)
         return outs

@@ -3,9 +3,10 @@
 Shared by the plain ViT (ViTDet) and ConvMAE's stage 3. Forward semantics of detectron2
 ``modeling/backbone/vit.py`` ``Block``/``Attention``: pre-norm; windows are cut after ``norm1``
 (zero padding to a multiple of the window), attention, windows merged and padding cropped, residual,
-MLP. Attention runs through ``F.scaled_dot_product_attention``; relative position terms (the
-block's own decomposed ``rel_pos_h``/``rel_pos_w`` and/or a bias handed in by the caller, e.g.
-ConvMAE's shared tables) enter as its ``attn_mask``.
+MLP. Attention runs through ``F.scaled_dot_product_attention``: the block's own decomposed
+``rel_pos_h``/``rel_pos_w`` terms are folded into q.k (``folded_rel_pos_attention``; no L x L tensor,
+so the flash / memory-efficient kernels apply), a bias handed in by the caller (e.g. ConvMAE's shared
+tables, Swin's shift mask) enters as its ``attn_mask``.
 
 Parameter names are MAE's encoder names (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
 ``mlp.fc1``, ``mlp.fc2``) plus detectron2's ``attn.rel_pos_h``/``attn.rel_pos_w``.
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from timm.layers import DropPath, Mlp
 
-from .rel_pos import RelativePositionBias, decomposed_rel_pos_bias
+from .rel_pos import RelativePositionBias, folded_rel_pos_attention
 from .window_attention import pad_to_window, shifted_window_mask, window_partition, window_unpartition
 
 
@@ -56,16 +57,21 @@ class Attention(nn.Module):
                 nn.init.trunc_normal_(self.rel_pos_w, std=0.02)
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, h, w, C], attn_bias broadcastable to [B, heads, h*w, h*w] or None -> [B, h, w, C]."""
-        b, h, w, c = x.shape
-        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # [3, B, nH, L, hd]
-        q, k, v = qkv.unbind(0)  # each [B, nH, L, hd]
+        """x [B, h, w, C] (a token grid) or [B, L, C] (a sequence, e.g. class token + grid; not with
+        the decomposed tables), attn_bias broadcastable to [B, heads, L, L] or None -> x's shape."""
+        shape = x.shape
+        b, c = shape[0], shape[-1]
+        qkv = self.qkv(x).reshape(b, -1, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, nH, L, hd]
         mask = None if attn_bias is None else attn_bias.to(q.dtype)
         if self.use_rel_pos:
-            rel = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))  # [B, nH, L, L]
-            mask = rel if mask is None else rel + mask
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nH, L, hd]; scale hd^-0.5
-        x = x.transpose(1, 2).reshape(b, h, w, c)
+            if x.dim() != 4:
+                raise ValueError(f"decomposed rel-pos needs a token grid [B, h, w, C]; got {tuple(shape)}")
+            hw = (shape[1], shape[2])  # the terms ride in q.k: no [B, nH, L, L] bias is built
+            x = folded_rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, hw, hw, mask)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nH, L, hd]; scale hd^-0.5
+        x = x.transpose(1, 2).reshape(shape)
         return self.proj(x)
 
 
@@ -75,11 +81,14 @@ class WindowBlock(nn.Module):
 
     ``forward(x, attn_bias)``: x [B, H, W, C] -> [B, H, W, C]; ``attn_bias`` [heads, L, L] is added
     to every window's (or the global) attention logits, L = window_size^2 (or H*W).
+    ``forward(x, attn_bias, hw)``: x [B, P + h*w, C], P prefix tokens (a class token) before the
+    h x w grid (global blocks only; mmseg's ``MAE`` backbone keeps its class token in attention).
 
     Options of the segmentation recipes (BEiT-style; mmseg's MAE backbone, ConvMAE's SEG backbone):
     ``rel_pos_bias_grid`` (h, w) gives the block its own zero-initialised relative position bias
     table (``rel_pos_bias.relative_position_bias_table``) for that attention grid (the window, or the
-    full grid of a global block), added to ``attn_bias``; ``init_values`` adds layer scale
+    full grid of a global block; ``num_prefix_tokens`` 1 adds BEiT's 3 class-token entries), added
+    to ``attn_bias``; ``init_values`` adds layer scale
     (``gamma_1``, ``gamma_2``, per-channel, initialised to that value) on both residual branches.
     """
 
@@ -98,6 +107,7 @@ class WindowBlock(nn.Module):
         rel_pos_zero_init: bool = True,
         rel_pos_bias_grid: tuple[int, int] | None = None,
         init_values: float | None = None,
+        num_prefix_tokens: int = 0,
     ):
         super().__init__()
         if shift_size and not 0 < shift_size < window_size:
@@ -109,7 +119,10 @@ class WindowBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer)
-        self.rel_pos_bias = None if rel_pos_bias_grid is None else RelativePositionBias(rel_pos_bias_grid, num_heads)
+        self.rel_pos_bias = (
+            None if rel_pos_bias_grid is None
+            else RelativePositionBias(rel_pos_bias_grid, num_heads, num_prefix_tokens)
+        )
         if init_values is not None:
             self.gamma_1 = nn.Parameter(torch.full((dim,), float(init_values)))
             self.gamma_2 = nn.Parameter(torch.full((dim,), float(init_values)))
@@ -137,12 +150,25 @@ class WindowBlock(nn.Module):
         out = torch.roll(out, shifts=(s, s), dims=(1, 2))
         return out[:, :h, :w].contiguous()
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+    def _grid(self, x: torch.Tensor, hw: tuple[int, int] | None) -> tuple[int, int]:
+        """The attention grid of the block's own bias table (checks a sequence input)."""
+        if x.dim() == 4:
+            return (self.window_size,) * 2 if self.window_size > 0 else (x.shape[1], x.shape[2])
+        if self.window_size > 0 or hw is None:
+            raise ValueError(
+                f"a token sequence {tuple(x.shape)} needs a global block (window_size 0, got {self.window_size}) "
+                "and its grid hw=(h, w)"
+            )
+        return hw
+
+    def forward(
+        self, x: torch.Tensor, attn_bias: torch.Tensor | None = None, hw: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         shortcut = x
         x = self.norm1(x)
+        grid = self._grid(x, hw)
         if self.rel_pos_bias is not None:
-            grid = (self.window_size,) * 2 if self.window_size > 0 else (x.shape[1], x.shape[2])
-            own = self.rel_pos_bias(grid)  # [heads, L, L]
+            own = self.rel_pos_bias(grid)  # [heads, P + L, P + L]
             attn_bias = own if attn_bias is None else attn_bias + own
         if self.window_size > 0:
             x = self._windowed_attention(x, attn_bias)

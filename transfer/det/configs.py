@@ -1,14 +1,113 @@
-"""Which LazyConfig file a ``--backbone`` name selects (one file per paper row under configs/det/)."""
+"""Which LazyConfig file a ``--backbone`` name selects (one file per paper row under configs/det/), and
+the checks a LazyConfig passes before training: override keys that exist, values that can run."""
+from __future__ import annotations
+
+import difflib
+import inspect
+from numbers import Real
+
+from detectron2.utils.registry import locate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
 from transfer.config_table import ConfigTable
 
-DET_CONFIGS = ConfigTable("det", {
-    "mae_vit_base": "mask_rcnn_vitdet_mae_b_100ep.py",
-    "mae_vit_large": "mask_rcnn_vitdet_mae_l_100ep.py",
-    "sim_vit_base": "mask_rcnn_vitdet_sim_b_100ep.py",
-    "convmae_base": "mask_rcnn_convmae_b_fpn_25ep.py",
-    "convmae_base_100ep": "mask_rcnn_convmae_b_fpn_100ep.py",
-    "vit_tiny": "toy_vitdet_tiny.py",
-    "convmae_tiny": "toy_convmae_tiny.py",
-})
+DET_CONFIGS = ConfigTable("det")
 BACKBONE_CONFIGS = DET_CONFIGS.files
 config_for_backbone = DET_CONFIGS.path
+
+
+class ConfigValueError(ValueError):
+    """A LazyConfig override or value that would be ignored or cannot run."""
+
+
+def _parse_overrides(overrides: list[str]) -> list[tuple[str, str, bool]]:
+    """(override, key, adds a new key on purpose) per override, parsed as LazyConfig.apply_overrides
+    parses them (hydra's grammar; ``+key=value`` adds a key)."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+    except ImportError:
+        parsed = []
+        for o in overrides:
+            if "=" not in o:
+                raise ConfigValueError(f"override {o!r} is not key=value (e.g. train.max_iter=1000)")
+            parsed.append((o, o.split("=", 1)[0], False))
+        return parsed
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [(o, p.key_or_group, p.is_add()) for o, p in zip(overrides, parsed)]
+
+
+def _accepts_argument(node: DictConfig, name: str) -> bool:
+    """True if ``node`` is a LazyCall whose target takes ``name`` (or any keyword) as an argument."""
+    target = node.get("_target_") if "_target_" in node.keys() else None
+    if isinstance(target, str):
+        target = locate(target)
+    if not callable(target):
+        return False
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _unknown_key_error(override: str, where: str, part: str, known: list[str]) -> ConfigValueError:
+    close = difflib.get_close_matches(part, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigValueError(
+        f"override {override!r}: {where} has no key {part!r}.{hint} Known keys of {where}: {', '.join(known)}. "
+        "(To add a new key on purpose, write +KEY=VALUE.)"
+    )
+
+
+def _check_key(cfg: DictConfig, override: str, key: str) -> None:
+    node, parts = cfg, key.split(".")
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i]) or "the config"
+        if isinstance(node, ListConfig):
+            if not (part.isdigit() and int(part) < len(node)):
+                raise ConfigValueError(
+                    f"override {override!r}: {where} is a list of {len(node)}; {part!r} is no index of it")
+            if i < len(parts) - 1:
+                node = node[int(part)]
+            continue
+        if not isinstance(node, DictConfig):
+            raise ConfigValueError(f"override {override!r}: {where} is a value ({node!r}), not a group of keys")
+        known = [str(k) for k in node.keys()]
+        if part not in known:
+            if i == len(parts) - 1 and _accepts_argument(node, part):
+                return  # an argument of the LazyCall's target that the config leaves at its default
+            raise _unknown_key_error(override, where, part, known)
+        if i < len(parts) - 1:
+            node = node[part]
+
+
+def check_override_keys(cfg: DictConfig, overrides: list[str]) -> None:
+    """Refuse overrides of keys the config does not have (``LazyConfig.apply_overrides`` would add them
+    silently, so ``train.max_itr=20`` trained the full schedule). Allowed besides existing keys: an
+    argument of a LazyCall's target (``model.backbone.net.use_act_checkpoint=True``) and ``+key=value``."""
+    for override, key, adds in _parse_overrides(list(overrides)):
+        if not adds:
+            _check_key(cfg, override, key)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# key -> (test, what is allowed); checked after overrides, before anything is built
+_VALUE_RULES = {
+    "train.max_iter": (_positive_int, "a positive integer (the number of training iterations)"),
+    "train.checkpointer.period": (_positive_int, "a positive integer (iterations between checkpoints)"),
+    "train.eval_period": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                          "an integer >= 0 (iterations between evaluations; 0: evaluate at the end only)"),
+    "dataloader.train.total_batch_size": (_positive_int, "a positive integer (images per iteration, all GPUs)"),
+    "optimizer.lr": (lambda v: isinstance(v, Real) and not isinstance(v, bool) and v > 0, "a number > 0"),
+}
+
+
+def check_train_values(cfg: DictConfig) -> None:
+    """Refuse values that cannot train (they used to fail late, e.g. ZeroDivisionError for max_iter=0)."""
+    for key, (ok, allowed) in _VALUE_RULES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not ok(value):
+            raise ConfigValueError(f"{key}={value!r}: expected {allowed}.")

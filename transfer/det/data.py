@@ -2,6 +2,7 @@
 COCO-format json + image folder registered from the command line."""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ from detectron2.data.datasets import register_coco_instances
 
 import detectron2.data.datasets.builtin  # noqa: F401  (registers coco_2017_* under $DETECTRON2_DATASETS)
 from transfer.toy_datasets import write_coco_toy
+
+logger = logging.getLogger("detectron2")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -99,6 +102,38 @@ def resolve_dataset(spec: str, toy_root: str | os.PathLike) -> DatasetSplits:
     return DatasetSplits(*names)
 
 
+def check_dataset(name: str, recompute_boxes: bool | None = None, shown: int = 5) -> list[dict]:
+    """Load ``name``'s records once and check them before training starts: every listed image must
+    exist (else DatasetNotFoundError with the count and the first ``shown``). For a training split
+    (``recompute_boxes`` given: the train mapper's setting) annotations whose box has zero width or
+    height are reported once, with their count and what training does with them."""
+    records = DatasetCatalog.get(name)
+    missing = [r["file_name"] for r in records if not os.path.isfile(r["file_name"])]
+    if missing:
+        raise DatasetNotFoundError(
+            f"dataset {name!r}: {len(missing)} of {len(records)} images listed in its annotations are missing, "
+            f"e.g. {', '.join(missing[:shown])}. Put the files there, or remove their entries from the "
+            "annotation json."
+        )
+    if recompute_boxes is not None:
+        _report_empty_boxes(name, records, recompute_boxes)
+    return records
+
+
+def _report_empty_boxes(name: str, records: list[dict], recompute_boxes: bool) -> None:
+    empty = [(r["file_name"], a["bbox"]) for r in records for a in r.get("annotations", [])
+             if len(a.get("bbox", ())) == 4 and (a["bbox"][2] <= 0 or a["bbox"][3] <= 0)]
+    if not empty:
+        return
+    total = sum(len(r.get("annotations", [])) for r in records)
+    fate = ("training uses the box of each one's mask instead (recompute_boxes=True)" if recompute_boxes
+            else "training drops them (detectron2 filters empty boxes)")
+    logger.warning("dataset %r: %d of %d annotations have a box of zero width or height (first: %s, bbox %s); %s.",
+                   name, len(empty), total, empty[0][0], list(empty[0][1]), fate)
+
+
 def num_classes(dataset_name: str) -> int:
-    DatasetCatalog.get(dataset_name)  # loading fills the metadata's thing_classes
-    return len(MetadataCatalog.get(dataset_name).thing_classes)
+    metadata = MetadataCatalog.get(dataset_name)
+    if not hasattr(metadata, "thing_classes"):
+        DatasetCatalog.get(dataset_name)  # loading fills the metadata's thing_classes
+    return len(metadata.thing_classes)

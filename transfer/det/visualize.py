@@ -1,5 +1,5 @@
 """Detection predictions drawn on an image with detectron2's own ``Visualizer``: the model of a
-LazyConfig, the weights of a trained detector (DetectionCheckpointer), the config's test-time resize."""
+LazyConfig, the weights of a trained detector (``transfer.det.weights``), the config's test-time resize."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
@@ -15,6 +14,7 @@ from detectron2.data.detection_utils import read_image
 from PIL import Image, ImageDraw
 
 from transfer.det.data import num_classes, resolve_dataset
+from transfer.det.weights import load_weights
 
 
 @torch.no_grad()
@@ -30,7 +30,7 @@ def draw_detections(
     cfg.model.roi_heads.num_classes = num_classes(splits.train)
     num_classes(splits.test)  # loading the test split fills its metadata's class names
     model = instantiate(cfg.model).eval()
-    DetectionCheckpointer(model).load(weights)
+    load_weights(model, weights, detector_only=True)  # read without running code from the file
 
     fmt = cfg.model.get("input_format", "BGR")
     image = read_image(image_path, format=fmt)  # [H, W, 3] uint8 in the model's channel order

@@ -10,12 +10,17 @@ Thin wrappers around ``transfer.backbones`` (the network code lives there, not h
   released segmentation backbone (Alpha-VL/ConvMAE SEG/backbone/convmae.py, ``self.fpn``), a
   3x3 stride-2 convolution without padding + norm + GELU (``s3_downsample='conv'``).
 
-Weights: ``pretrained=PATH`` (what mmseg's ``model.pretrained`` hands to the backbone) or
-``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads a pretraining checkpoint (official
-MAE / SIM / ConvMAE files or ours) through ``transfer.backbones.load_backbone_checkpoint`` in
-``init_weights()``: position tables are resized to the training size, a checkpoint of another
+Both take ``name=`` (a ``transfer.backbones`` name), the keyword detectron2's ``MIMBackbone`` takes;
+the old ``arch=`` is refused with a message naming ``name=``.
+
+Weights: ``pretrained=PATH_OR_NAME`` (what mmseg's ``model.pretrained`` hands to the backbone) or
+``init_cfg=dict(type='Pretrained', checkpoint=PATH_OR_NAME)`` loads a pretraining checkpoint (official
+MAE / SIM / ConvMAE files or ours; an official name such as ``mae_pretrain_vit_base`` is downloaded
+once by ``pretrain.weights.resolve_weights``) through ``transfer.backbones.load_backbone_checkpoint``
+in ``init_weights()``: position tables are resized to the training size, a checkpoint of another
 architecture or size is refused with ``CheckpointMismatchError``, and the key report is logged and
-kept as ``self.load_report``.
+kept as ``self.load_report``. ``init_cfg`` ``strict=False`` accepts a checkpoint that leaves backbone
+blocks at init (``tools/train_seg.py --allow-partial-weights``).
 """
 from __future__ import annotations
 
@@ -29,35 +34,61 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from mmseg.registry import MODELS
-from transfer.backbones import LoadReport, build_backbone, load_backbone_checkpoint
+from pretrain.checkpoint_io import PARTIAL_FLAG
+from pretrain.encoders import OFFICIAL_WEIGHTS
+from pretrain.weights import resolve_weights
+from transfer.backbones import CheckpointMismatchError, LoadReport, build_backbone, load_backbone_checkpoint
+
+
+def refuse_arch_keyword(cls: str, overrides: dict) -> None:
+    """``arch=`` was the old keyword: refuse it, naming the new one."""
+    if "arch" in overrides:
+        raise TypeError(f"{cls} takes name= (as detectron2's MIMBackbone), not arch=: "
+                        f"write {cls}(name={overrides['arch']!r}, ...)")
 
 
 class _PretrainedBackbone(BaseModule):
     """``self.net`` (a ``transfer.backbones`` module) plus checkpoint loading in ``init_weights``."""
 
-    def __init__(self, arch: str, overrides: dict, pretrained: str | None, init_cfg: dict | None):
+    def __init__(self, name: str, overrides: dict, pretrained: str | None, init_cfg: dict | None):
+        refuse_arch_keyword(type(self).__name__, overrides)
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError("give the checkpoint either as pretrained= or as init_cfg=, not both")
             init_cfg = dict(type="Pretrained", checkpoint=pretrained)
         checkpoint = init_cfg.get("checkpoint") if isinstance(init_cfg, dict) else None
-        if checkpoint and not os.path.isfile(os.path.expanduser(checkpoint)):
+        if checkpoint and checkpoint not in OFFICIAL_WEIGHTS and not os.path.isfile(os.path.expanduser(checkpoint)):
             raise FileNotFoundError(
                 f"backbone checkpoint {checkpoint!r} does not exist; pass an official MAE / ConvMAE / SIM "
-                "pretraining checkpoint or one exported by tools/pretrain.py (or no checkpoint to train "
-                "from random initialisation)"
+                f"pretraining checkpoint (a file, or one of the names {', '.join(sorted(OFFICIAL_WEIGHTS))}) or "
+                "one exported by tools/pretrain.py (or no checkpoint to train from random initialisation)"
             )
         super().__init__(init_cfg)
-        self.arch = arch
-        self.net = build_backbone(arch, **overrides)
+        self.name = name
+        self.net = build_backbone(name, **overrides)
         self.load_report: LoadReport | None = None
 
     def init_weights(self) -> None:
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get("type") == "Pretrained":
-            path = os.path.expanduser(cfg["checkpoint"])
-            self.load_report = load_backbone_checkpoint(self.net, path, strict=cfg.get("strict", True))
-            print_log(f"{type(self).__name__}({self.arch}): {self.load_report}", logger="current")
+            path = resolve_weights(os.path.expanduser(cfg["checkpoint"]))
+            strict = cfg.get("strict", True)
+            try:
+                self.load_report = load_backbone_checkpoint(self.net, path, strict=strict)
+            except CheckpointMismatchError as e:
+                if not strict:
+                    raise
+                try:  # would it load without the blocks it lacks? (the run fails either way)
+                    load_backbone_checkpoint(self.net, path, strict=False)
+                except CheckpointMismatchError:
+                    raise e from None
+                raise CheckpointMismatchError(
+                    f"{e} From tools/train_seg.py: build the backbone the checkpoint was trained with "
+                    f"(--cfg-options model.backbone.depth=... / embed_dim=..., with out_indices and "
+                    f"optim_wrapper.paramwise_cfg.num_layers to match), or pass {PARTIAL_FLAG} to train with "
+                    "the blocks it lacks at their initial values (config: init_cfg strict=False)."
+                ) from e
+            print_log(f"{type(self).__name__}({self.name}): {self.load_report}", logger="current")
             self._is_init = True
             return
         super().init_weights()  # other init_cfg types; None keeps the backbone's own initialisation
@@ -69,19 +100,19 @@ class MIMViT(_PretrainedBackbone):
     maps [N, D, H/16, W/16] (floor division).
 
     Args:
-        arch: a ``transfer.backbones`` ViT name (``vit_base_patch16``, ``vit_tiny_patch16``, ...).
+        name: a ``transfer.backbones`` ViT name (``vit_base_patch16``, ``vit_tiny_patch16``, ...).
         out_indices: zero-based blocks whose outputs are returned (mmseg's MAE recipe: 3, 5, 7, 11).
         pretrained / init_cfg: pretraining checkpoint, see the module doc.
         **overrides: constructor arguments of ``transfer.backbones.ViTBackbone`` (img_size,
-            global_blocks, use_rel_pos_bias, init_values, drop_path_rate, ...).
+            global_blocks, use_rel_pos_bias, init_values, use_cls_token, drop_path_rate, ...).
     """
 
-    def __init__(self, arch: str = "vit_base_patch16", out_indices: Sequence[int] = (3, 5, 7, 11),
+    def __init__(self, name: str = "vit_base_patch16", out_indices: Sequence[int] = (3, 5, 7, 11),
                  pretrained: str | None = None, init_cfg: dict | None = None, **overrides):
-        super().__init__(arch, dict(overrides, out_indices=sorted(set(out_indices))), pretrained, init_cfg)
+        super().__init__(name, dict(overrides, out_indices=sorted(set(out_indices))), pretrained, init_cfg)
         self.out_indices = tuple(out_indices)
         if getattr(self.net, "arch", None) != "vit":
-            raise ValueError(f"MIMViT needs a ViT backbone (vit_*); {arch!r} is a {self.net.arch}; use MIMConvMAE")
+            raise ValueError(f"MIMViT needs a ViT backbone (vit_*); {name!r} is a {self.net.arch}; use MIMConvMAE")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feats = self.net(x)  # {"block{i}": [N, D, H/16, W/16]}
@@ -94,19 +125,19 @@ class MIMConvMAE(_PretrainedBackbone):
     E3 [N, C3, H/16, W/16], E4 [N, C3, ~H/32, ~W/32]).
 
     Args:
-        arch: a ``transfer.backbones`` ConvMAE name (``convmae_base``, ``convmae_tiny``, ...).
+        name: a ``transfer.backbones`` ConvMAE name (``convmae_base``, ``convmae_tiny``, ...).
         s3_downsample: 'maxpool' (2x2, the detection backbone's E4) or 'conv' (the released
             segmentation backbone: Conv2d(C3, C3, 3, stride 2, no padding) + norm + GELU; 32 -> 15).
         norm_cfg: norm of the 'conv' downsampling (SyncBN in the paper config).
         **overrides: constructor arguments of ``transfer.backbones.ConvMAEBackbone``.
     """
 
-    def __init__(self, arch: str = "convmae_base", s3_downsample: str = "maxpool",
+    def __init__(self, name: str = "convmae_base", s3_downsample: str = "maxpool",
                  norm_cfg: dict | None = None, pretrained: str | None = None, init_cfg: dict | None = None,
                  **overrides):
-        super().__init__(arch, overrides, pretrained, init_cfg)
+        super().__init__(name, overrides, pretrained, init_cfg)
         if getattr(self.net, "arch", None) != "convmae":
-            raise ValueError(f"MIMConvMAE needs a ConvMAE backbone (convmae_*); {arch!r} is a {self.net.arch}; "
+            raise ValueError(f"MIMConvMAE needs a ConvMAE backbone (convmae_*); {name!r} is a {self.net.arch}; "
                              "use MIMViT")
         if s3_downsample not in ("maxpool", "conv"):
             raise ValueError(f"s3_downsample must be 'maxpool' or 'conv', got {s3_downsample!r}")

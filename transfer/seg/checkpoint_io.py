@@ -1,45 +1,29 @@
-"""mmengine checkpoints under torch's ``weights_only=True`` default (torch >= 2.6).
+"""mmengine reads local checkpoint files through ``pretrain.checkpoint_io.read_checkpoint``.
 
-mmengine 0.10.7 loads local checkpoints with a bare ``torch.load`` (``load_from_local``), which since
-torch 2.6 means ``weights_only=True``; its own training checkpoints hold a ``MessageHub`` state with
-``HistoryBuffer`` objects (numpy arrays inside, the statistic functions referenced through
-``getattr``), so ``load_from`` and ``resume`` fail (open-mmlab/mmengine#1655, fix #1650 unmerged).
-
-Here the local-file loader is replaced through mmengine's own extension point
-(``CheckpointLoader.register_scheme``) by one that keeps ``weights_only=True`` and allow-lists, for the
-duration of that load only, exactly the globals mmengine writes (found with
-``torch.serialization.get_unsafe_globals_in_checkpoint`` on a checkpoint of ``tools/train_seg.py``).
-``getattr`` is among them; the weights-only unpickler still calls only allow-listed functions
-(its REDUCE check), so an attribute fetched that way cannot be executed.
+mmengine 0.10.7 loads local checkpoints (``load_from``, ``resume``, ``Pretrained`` init) with a bare
+``torch.load`` (``load_from_local``). Its default under torch >= 2.6, ``weights_only=True`` without an
+allow-list, refuses mmengine's own training checkpoints (a ``MessageHub`` state with ``HistoryBuffer``
+objects holding numpy arrays; open-mmlab/mmengine#1655); ``weights_only=False`` would run code from any
+file. Here the local-file loader is replaced through mmengine's own extension point
+(``CheckpointLoader.register_scheme``) by ``read_checkpoint``: ``weights_only=True`` with the project's
+one allow-list (numpy arrays, ``HistoryBuffer``; see ``pretrain.checkpoint_io``), so every file mmengine
+opens locally is read the same way as in every other tool.
 """
 from __future__ import annotations
 
-import builtins
 import os.path as osp
+from typing import Any
 
-import numpy as np
-import torch
-from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-MMENGINE_CHECKPOINT_GLOBALS = [
-    HistoryBuffer,  # MessageHub log scalars
-    builtins.getattr,  # HistoryBuffer.min / .max / .current / .mean, pickled by qualified name
-    np.core.multiarray._reconstruct,  # numpy arrays inside the buffers
-    np.core.multiarray.scalar,
-    np.ndarray,
-    np.dtype,
-    *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.uint8, np.bool_)},
-]
+from pretrain.checkpoint_io import read_checkpoint
 
 
-def load_from_local_weights_only(filename: str, map_location=None) -> dict:
-    """``torch.load(weights_only=True)`` of a local mmengine checkpoint, allow-listing its globals."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f"checkpoint {filename!r} does not exist")
-    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-        return torch.load(filename, map_location=map_location, weights_only=True)
+def load_from_local_weights_only(filename: str, map_location: Any = None) -> Any:
+    """mmengine's local-file loader: ``read_checkpoint`` (no code from the file runs). Tensors come back
+    on the CPU whatever ``map_location`` says; mmengine copies them into the model and the optimizer,
+    which puts them on the parameters' device."""
+    return read_checkpoint(osp.expanduser(filename))
 
 
 def install_checkpoint_loader() -> None:

@@ -4,7 +4,9 @@ mIoU through mmseg's ``IoUMetric``). ``tools/train_seg.py`` is the command line 
 """
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -12,17 +14,14 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from pretrain.checkpoint_io import CheckpointKind, expect_kind, read_checkpoint
+from pretrain.run_dir import claim_run_dir, is_main_process
 import transfer.seg  # noqa: F401  (registers our modules, installs the weights_only checkpoint loader)
+from transfer.seg.atomic_backend import use_atomic_checkpoints
 from transfer.config_table import ConfigTable
-from transfer.seg.checkpoint_io import load_from_local_weights_only
+from transfer.seg.run_options import apply_weights, check_cfg_options
 
-SEG_CONFIGS = ConfigTable("seg", {
-    "mae_vit_base": "upernet_mae_vit_base_512_160k_ade20k.py",
-    "sim_vit_base": "upernet_sim_vit_base_512_160k_ade20k.py",
-    "convmae_base": "upernet_convmae_base_512_160k_ade20k.py",
-    "vit_tiny": "toy_upernet_vit_tiny.py",
-    "convmae_tiny": "toy_upernet_convmae_tiny.py",
-})
+SEG_CONFIGS = ConfigTable("seg")
 CONFIG_DIR = SEG_CONFIGS.folder
 BACKBONE_CONFIGS = SEG_CONFIGS.files
 config_for_backbone = SEG_CONFIGS.path
@@ -69,14 +68,12 @@ def resolve_dataset(cfg: Config, dataset: str, eval_only: bool) -> str:
 
 
 def is_segmentor_checkpoint(path: str) -> bool:
-    """True for an mmengine checkpoint of a whole segmentor (decode_head.* keys), False for a
-    pretraining checkpoint of the encoder (official MAE / ConvMAE / SIM files or ours)."""
-    try:
-        obj = load_from_local_weights_only(path, map_location="cpu")
-    except Exception:  # pretraining files with other pickled objects are read by transfer.backbones
-        return False
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else {}
-    return any(str(k).startswith(("decode_head.", "backbone.net.")) for k in state)
+    """True for a checkpoint of a whole segmentor (mmseg), False for a pretraining checkpoint of the
+    encoder (official MAE / ConvMAE / SIM files or ours); any other file is refused (CheckpointError
+    saying what to do, e.g. export a training checkpoint's encoder first)."""
+    kinds = [CheckpointKind.MMSEG] + [k for k in CheckpointKind if k.is_pretraining]
+    purpose = "a pretraining checkpoint of the backbone (MAE / ConvMAE / SIM) or an mmseg segmentor checkpoint"
+    return expect_kind(read_checkpoint(path), path, kinds, purpose) is CheckpointKind.MMSEG
 
 
 def _no_amp_without_cuda(cfg: Config) -> None:
@@ -88,35 +85,36 @@ def _no_amp_without_cuda(cfg: Config) -> None:
         wrapper.pop("loss_scale", None)
 
 
+def _ensure_strict_loading(cfg: Config) -> None:
+    """Whole-segmentor checkpoints load strictly also for configs that do not list the hook."""
+    hooks = cfg.get("custom_hooks") or []
+    if not any(h.get("type") == "StrictSegmentorLoadHook" for h in hooks):
+        cfg.custom_hooks = list(hooks) + [dict(type="StrictSegmentorLoadHook")]
+
+
+def _announce_weights(cfg: Config) -> None:
+    if cfg.get("weights_summary"):
+        print_log(f"{'=' * 20} {cfg.weights_summary} {'=' * 20}", logger="current", level=logging.WARNING)
+
+
 def build_config(
     config: str, dataset: str = "ade20k", weights: str = "", work_dir: str | None = None, resume: bool = False,
     eval_only: bool = False, launcher: str = "none", cfg_options: dict | None = None,
+    from_scratch: bool = False, allow_partial_weights: bool = False,
 ) -> Config:
     """The Runner config of a run (see ``tools/train_seg.py`` for the meaning of the arguments)."""
     cfg = Config.fromfile(config)
     if cfg_options:
+        check_cfg_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
     cfg.work_dir = work_dir or os.path.join("work_dirs", "seg", Path(config).stem)
     resolve_dataset(cfg, dataset, eval_only)
     _no_amp_without_cuda(cfg)
-
-    if weights:
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(
-                f"--weights {weights}: no such file. Pass an official MAE / ConvMAE / SIM pretraining checkpoint, "
-                "one exported by tools/pretrain.py, or a segmentor checkpoint written by this tool."
-            )
-        if is_segmentor_checkpoint(weights):
-            cfg.load_from = weights
-        elif eval_only:
-            raise ValueError(
-                f"--eval-only needs a trained segmentor checkpoint; {weights} is a pretraining checkpoint of the "
-                "backbone only (its heads would be random)"
-            )
-        else:
-            cfg.model.pretrained = None
-            cfg.model.backbone.pretrained = weights
+    _ensure_strict_loading(cfg)
+    cfg.weights_summary = apply_weights(cfg, is_segmentor_checkpoint, weights, from_scratch, allow_partial_weights,
+                                        eval_only)
+    _announce_weights(cfg)
     if eval_only and not cfg.get("load_from"):
         last = os.path.join(cfg.work_dir, "last_checkpoint")
         if not os.path.isfile(last):
@@ -126,15 +124,22 @@ def build_config(
             )
         cfg.load_from = Path(last).read_text().strip()
     cfg.resume = resume
+    use_atomic_checkpoints(cfg)  # checkpoints never visible half-written (transfer/seg/atomic_backend.py)
     return cfg
 
 
-def run(cfg: Config, eval_only: bool = False) -> dict:
-    """Train (then the final validation) or evaluate; returns the last validation / test metrics."""
-    runner = Runner.from_cfg(cfg)
-    if eval_only:
-        return dict(runner.test())
-    runner.train()
+def run(cfg: Config, eval_only: bool = False, overwrite: bool = False) -> dict:
+    """Train (then the final validation) or evaluate; returns the last validation / test metrics.
+    The main process first claims the work dir (``pretrain.run_dir``): one that holds another run is
+    refused unless resuming, evaluating or ``overwrite`` (deletes it), and so is one in use right now."""
+    claim = claim_run_dir(cfg.work_dir, resume=bool(cfg.resume) or eval_only, overwrite=overwrite,
+                          option="--work-dir") if is_main_process() else nullcontext()
+    with claim:
+        runner = Runner.from_cfg(cfg)
+        _announce_weights(cfg)  # again, into the run's log file
+        if eval_only:
+            return dict(runner.test())
+        runner.train()
     hub = runner.message_hub
     timers = ("val/time", "val/data_time")
     return {key[len("val/"):]: hub.get_scalar(key).current()

@@ -1,6 +1,9 @@
 """ConvMAE Mask R-CNN (Alpha-VL/ConvMAE DET/configs/convmae/convmae_base_mask_rcnn_FPN_100ep.py): the
 ConvViTDet pyramid s0-s3 (window 16, global blocks 0/3/6/10, drop path 0.1) + FPN 256 with SyncBN,
-2-conv RPN, 4conv1fc box head and mask head with (naive) SyncBN, ImageNet RGB normalisation."""
+2-conv RPN, 4conv1fc box head and mask head with (naive) SyncBN, ImageNet RGB normalisation. Its test
+inputs come padded to 1024x1024 by the data mapper (common/coco_lsj_padded.py), so the model is
+PaddedInputRCNN, which rescales predictions from the image's region of the input (the official
+GeneralizedRCNNImageListForward with lsj_postprocess=True)."""
 from functools import partial
 
 from detectron2 import model_zoo
@@ -10,6 +13,7 @@ from detectron2.modeling.backbone import FPN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
 from transfer.det.backbones import MIMBackbone
+from transfer.det.lsj import PaddedInputRCNN
 
 _constants = model_zoo.get_config("common/data/constants.py").constants
 # NaiveSyncBatchNorm: heads may see empty batches, which torch's SyncBatchNorm does not support
@@ -17,6 +21,7 @@ _head_norm = partial(NaiveSyncBatchNorm, stats_mode="N")
 
 
 model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
+model._target_ = PaddedInputRCNN
 model.backbone = L(FPN)(
     bottom_up=L(MIMBackbone)(
         name="convmae_base", img_size=1024, drop_path_rate=0.1, window_size=16, global_blocks=(0, 3, 6, 10)

@@ -1,6 +1,9 @@
 # mmsegmentation 1.2.2 configs/_base_/default_runtime.py, plus the import that registers our
 # backbones and the layer-decay constructor (transfer/seg), so mmseg's own tools can run these files.
 custom_imports = dict(imports=['transfer.seg'], allow_failed_imports=False)
+# load_from / resume load the whole segmentor strictly (mmengine's default leaves unmatched keys at
+# init with a warning); mmseg's own MAE checkpoint names are converted (transfer/seg/load_hook.py)
+custom_hooks = [dict(type='StrictSegmentorLoadHook')]
 default_scope = 'mmseg'
 env_cfg = dict(
     cudnn_benchmark=True,

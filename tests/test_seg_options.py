@@ -1,0 +1,89 @@
+"""tools/train_seg.py options (issues 10 and 11): misspelled --cfg-options keys are refused with the known
+keys named; paper rows start from their paper's checkpoint by name, --from-scratch starts without, and
+the log says which; an encoder shallower than the row (our tiny pretraining export) is refused with a
+message naming the flag that accepts it, and --allow-partial-weights loads it."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import transfer.seg  # noqa: F401
+from mmseg.registry import MODELS
+from mmseg.utils import register_all_modules
+from pretrain.models import build_model
+from pretrain.weights import WeightsNotFoundError
+from transfer.backbones import CheckpointMismatchError
+from transfer.seg.run_options import UnknownOptionError
+from transfer.seg.train import build_config, config_for_backbone
+from transfer.toy_datasets import write_ade_toy
+
+register_all_modules(init_default_scope=True)
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory) -> str:
+    return str(write_ade_toy(tmp_path_factory.mktemp("ade"), num_train=2, num_val=1, size=64))
+
+
+@pytest.mark.parametrize("key, bad, known", [
+    ("modell.backbone.depth", "modell", "model"),  # a typo at the top: mmengine would add a new key
+    ("train_cfg.max_itr", "max_itr", "max_iters"),  # an argument IterBasedTrainLoop does not take
+    ("train_dataloader.batch_sise", "batch_sise", "batch_size"),
+    ("model.decode_head.chanels", "chanels", "channels"),
+])
+def test_misspelled_cfg_options_are_refused_naming_known_keys(tmp_path, toy_root, key, bad, known):
+    with pytest.raises(UnknownOptionError, match=rf"'{bad}'.*\b{known}\b"):
+        build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path),
+                     cfg_options={key: 2})
+
+
+def test_valid_cfg_options_pass(tmp_path, toy_root):
+    cfg = build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), cfg_options={
+        "train_cfg.max_iters": 3, "model.backbone.depth": 2, "model.backbone.out_indices": [0, 1, 1, 1],
+        "optim_wrapper.optimizer.lr": 2e-3, "test_pipeline.1.scale": [96, 96]})
+    assert cfg.train_cfg.max_iters == 3 and cfg.model.backbone.depth == 2
+    assert cfg.optim_wrapper.optimizer.lr == 2e-3 and list(cfg.test_pipeline[1].scale) == [96, 96]
+
+
+@pytest.mark.parametrize("row, name", [("mae_vit_base", "mae_pretrain_vit_base"), ("sim_vit_base", "sim_vit_base"),
+                                       ("convmae_base", "convmae_base")])
+def test_paper_rows_start_from_their_checkpoint_unless_from_scratch(tmp_path, toy_root, row, name):
+    cfg = build_config(config_for_backbone(row), dataset=toy_root, work_dir=str(tmp_path))
+    assert cfg.model.backbone.init_cfg == dict(type="Pretrained", checkpoint=name, strict=True)
+    assert not cfg.model.backbone.get("pretrained")
+    cfg = build_config(config_for_backbone(row), dataset=toy_root, work_dir=str(tmp_path), from_scratch=True)
+    assert not cfg.model.backbone.get("init_cfg") and not cfg.model.backbone.get("pretrained")
+    with pytest.raises(ValueError, match="contradict"):
+        build_config(config_for_backbone(row), dataset=toy_root, work_dir=str(tmp_path), from_scratch=True,
+                     weights="x.pth")
+
+
+def test_weights_by_official_name_without_a_url_says_where_to_get_it(tmp_path, toy_root):
+    with pytest.raises(WeightsNotFoundError, match="Alpha-VL/ConvMAE README"):
+        build_config(config_for_backbone("convmae_base"), dataset=toy_root, work_dir=str(tmp_path),
+                     weights="convmae_base")
+
+
+def test_toy_row_needs_no_flag(tmp_path, toy_root):
+    cfg = build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path))
+    assert not cfg.model.backbone.get("init_cfg") and not cfg.model.backbone.get("pretrained")
+
+
+def test_shallower_encoder_is_refused_naming_the_flag_and_the_flag_loads_it(tmp_path, toy_root):
+    """Our tiny pretraining model (mae_vit_tiny_patch16: 2 blocks) into the toy row (4 blocks)."""
+    torch.manual_seed(0)
+    path = tmp_path / "encoder.pth"
+    torch.save({"model": build_model("mae_vit_tiny_patch16").state_dict()}, path)
+
+    cfg = build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), weights=str(path))
+    with pytest.raises(CheckpointMismatchError, match=r"--allow-partial-weights.*"):
+        MODELS.build(cfg.model).init_weights()
+    with pytest.raises(CheckpointMismatchError, match=r"model\.backbone\.depth"):
+        MODELS.build(cfg.model).init_weights()
+
+    cfg = build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), weights=str(path),
+                       allow_partial_weights=True)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    report = model.backbone.load_report
+    assert any(k.startswith("blocks.3.") for k in report.missing) and "blocks.0.attn.qkv.weight" in report.loaded
