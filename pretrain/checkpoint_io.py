@@ -37,7 +37,7 @@ __all__ = [
     "expect_kind", "read_checkpoint", "require_loaded", "state_dict_of",
 ]
 
-EXPORT_HINT = "python tools/pretrain.py --export {path} --output encoder.pth"
+EXPORT_HINT = "python tools/train_mim.py --export {path} --output encoder.pth"
 PARTIAL_FLAG = "--allow-partial-weights"
 
 
@@ -50,10 +50,10 @@ class CheckpointKind(enum.Enum):
     MAE = "MAE pretraining checkpoint (encoder + decoder)"
     CONVMAE = "ConvMAE pretraining checkpoint"
     SIM = "SIM pretraining checkpoint"
-    ENCODER = "ViT encoder (MAE / SIM encoder-only release, or tools/pretrain.py --export)"
+    ENCODER = "ViT encoder (MAE / SIM encoder-only release, or tools/train_mim.py --export)"
     DETECTRON2 = "detectron2 detector checkpoint"
     MMSEG = "mmseg segmentor checkpoint"
-    TRAINING_STATE = "tools/pretrain.py training checkpoint (model + optimizer + RNG state)"
+    TRAINING_STATE = "tools/train_mim.py training checkpoint (model + optimizer + RNG state)"
     UNKNOWN = "unrecognised checkpoint"
 
     @property
@@ -68,7 +68,7 @@ ADVICE = {
     CheckpointKind.DETECTRON2: "pass it to tools/train_det.py --weights (or tools/visualize.py det --weights)",
     CheckpointKind.MMSEG: "pass it to tools/train_seg.py --weights (or tools/visualize.py seg --weights)",
     CheckpointKind.UNKNOWN: (
-        "pass an official MAE / ConvMAE / SIM pretraining checkpoint, an encoder.pth of tools/pretrain.py, "
+        "pass an official MAE / ConvMAE / SIM pretraining checkpoint, an encoder.pth of tools/train_mim.py, "
         "or a detectron2 / mmseg checkpoint of a whole model"
     ),
 }

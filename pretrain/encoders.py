@@ -6,7 +6,7 @@ every layer (pretrain, transfer, tools) can import it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -24,19 +24,38 @@ class OfficialWeights:
 
 @dataclass(frozen=True)
 class Encoder:
-    """``name`` is the ``--backbone`` name of the tools; ``pretrain_model`` the
-    ``pretrain.models.build_model`` name; ``backbone`` the ``transfer.backbones.build_backbone`` name;
-    ``weights`` the ``OFFICIAL_WEIGHTS`` name its paper rows start from (None: random init, toy rows).
-    ``det_rows`` / ``seg_rows``: (row name, config file under configs/det or configs/seg); the first
-    det row is the encoder's own name."""
+    """One encoder under its one name (``name``): the ``--backbone`` name of the tools, the name
+    ``pretrain.models.build_model`` and ``transfer.backbones.build_backbone`` take, and the ``name=`` of
+    the detectron2 / mmseg backbone classes.
+
+    ``pretrain_factory``: the function in ``pretrain.models`` that builds its pretraining model (named
+    as in the official repository, an implementation detail: callers use ``name``).
+    ``backbone``: "vit" or "convmae" (``transfer.backbones.ViTBackbone`` / ``ConvMAEBackbone``), None
+    when no transfer backbone exists; ``backbone_settings``: its dimensions and detection settings (the
+    official ViTDet / ConvViTDet ones: window, global blocks, drop path), the only place they are written.
+    ``weights``: the ``OFFICIAL_WEIGHTS`` name its paper rows start from (None: random init).
+    ``det_rows`` / ``seg_rows``: (row name, config file under configs/det or configs/seg); the first det
+    row is the encoder's own name."""
 
     name: str
-    pretrain_model: str
-    backbone: str
-    weights: str | None
+    pretrain_factory: str
+    backbone: str | None = None
+    backbone_settings: dict = field(default_factory=dict)
+    weights: str | None = None
     det_rows: tuple[tuple[str, str], ...] = ()
     seg_rows: tuple[tuple[str, str], ...] = ()
 
+
+# ViTDet (detectron2 projects/ViTDet configs/common/models/mask_rcnn_vitdet.py, COCO/mask_rcnn_vitdet_l_100ep.py)
+_VIT_B = dict(embed_dim=768, depth=12, num_heads=12, window_size=14, global_blocks=(2, 5, 8, 11), drop_path_rate=0.1)
+_VIT_L = dict(embed_dim=1024, depth=24, num_heads=16, window_size=14, global_blocks=(5, 11, 17, 23),
+              drop_path_rate=0.4)
+# CPU size: the dims of the tiny MAE (96-d, 2 blocks, 3 heads, 64-px pretraining)
+_VIT_TINY = dict(img_size=128, embed_dim=96, depth=2, num_heads=3, window_size=4, global_blocks=(1,),
+                 pretrain_img_size=64, drop_path_rate=0.0)
+# the released ConvViTDet (Alpha-VL/ConvMAE DET/configs/convmae/convmae_base_mask_rcnn_FPN_100ep.py)
+_CONVMAE_B = dict(embed_dims=(256, 384, 768), depths=(2, 2, 11), num_heads=12, window_size=16,
+                  global_blocks=(0, 3, 6, 10), drop_path_rate=0.1)
 
 _MAE = "facebookresearch/mae README (pretrained checkpoints)"
 _VITDET = "facebookresearch/detectron2 projects/ViTDet/README.md (COCO Mask R-CNN)"
@@ -62,26 +81,54 @@ OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {w.name: w for w in (
 )}
 
 ENCODERS: dict[str, Encoder] = {e.name: e for e in (
-    Encoder("mae_vit_base", "mae_vit_base_patch16", "vit_base_patch16", "mae_pretrain_vit_base",
+    Encoder("mae_vit_base", "mae_vit_base_patch16", "vit", _VIT_B, "mae_pretrain_vit_base",
             det_rows=(("mae_vit_base", "mask_rcnn_vitdet_mae_b_100ep.py"),),
             seg_rows=(("mae_vit_base", "upernet_mae_vit_base_512_160k_ade20k.py"),)),
-    Encoder("mae_vit_large", "mae_vit_large_patch16", "vit_large_patch16", "mae_pretrain_vit_large",
+    Encoder("mae_vit_large", "mae_vit_large_patch16", "vit", _VIT_L, "mae_pretrain_vit_large",
             det_rows=(("mae_vit_large", "mask_rcnn_vitdet_mae_l_100ep.py"),)),
-    Encoder("sim_vit_base", "sim_vit_base_patch16", "vit_base_patch16", "sim_vit_base",
+    Encoder("mae_vit_huge", "mae_vit_huge_patch14", weights="mae_pretrain_vit_huge"),
+    Encoder("sim_vit_base", "sim_vit_base_patch16", "vit", _VIT_B, "sim_vit_base",
             det_rows=(("sim_vit_base", "mask_rcnn_vitdet_sim_b_100ep.py"),),
             seg_rows=(("sim_vit_base", "upernet_sim_vit_base_512_160k_ade20k.py"),)),
-    Encoder("convmae_base", "convmae_base", "convmae_base", "convmae_base",
+    Encoder("sim_vit_large", "sim_vit_large_patch16", "vit", _VIT_L),
+    Encoder("convmae_small", "convmae_small", "convmae",  # ConvMAE-S dims with the base detection settings
+            {**_CONVMAE_B, "embed_dims": (128, 256, 384), "num_heads": 6}),
+    Encoder("convmae_base", "convmae_base", "convmae", _CONVMAE_B, "convmae_base",
             det_rows=(("convmae_base", "mask_rcnn_convmae_b_fpn_25ep.py"),
                       ("convmae_base_100ep", "mask_rcnn_convmae_b_fpn_100ep.py")),
             seg_rows=(("convmae_base", "upernet_convmae_base_512_160k_ade20k.py"),)),
-    # CPU toy rows: tiny encoders, random init unless --weights is given
-    Encoder("vit_tiny", "mae_vit_tiny_patch16", "vit_tiny_patch16", None,
-            det_rows=(("vit_tiny", "toy_vitdet_tiny.py"),),
-            seg_rows=(("vit_tiny", "toy_upernet_vit_tiny.py"),)),
-    Encoder("convmae_tiny", "convmae_tiny", "convmae_tiny", None,
+    Encoder("convmae_large", "convmae_large"),
+    Encoder("convmae_huge", "convmae_huge"),
+    # CPU toy sizes: random init unless --weights is given
+    Encoder("mae_vit_tiny", "mae_vit_tiny_patch16", "vit", _VIT_TINY,
+            det_rows=(("mae_vit_tiny", "toy_vitdet_tiny.py"),),
+            seg_rows=(("mae_vit_tiny", "toy_upernet_vit_tiny.py"),)),
+    Encoder("sim_vit_tiny", "sim_vit_tiny_patch16", "vit", {**_VIT_TINY, "embed_dim": 64, "num_heads": 2}),
+    Encoder("convmae_tiny", "convmae_tiny", "convmae",
+            dict(img_size=128, embed_dims=(32, 48, 64), depths=(1, 1, 2), num_heads=4, mlp_ratios=(2, 2, 2),
+                 window_size=4, global_blocks=(0,), drop_path_rate=0.0),
             det_rows=(("convmae_tiny", "toy_convmae_tiny.py"),),
             seg_rows=(("convmae_tiny", "toy_upernet_convmae_tiny.py"),)),
 )}
+
+# Names used before the table named each encoder once: refused with the new name.
+RETIRED_NAMES: dict[str, str] = {
+    **{e.pretrain_factory: e.name for e in ENCODERS.values() if e.pretrain_factory != e.name},
+    "vit_base_patch16": "mae_vit_base (or sim_vit_base)",
+    "vit_large_patch16": "mae_vit_large (or sim_vit_large)",
+    "vit_tiny_patch16": "mae_vit_tiny (or sim_vit_tiny)",
+    "vit_tiny": "mae_vit_tiny",
+}
+
+
+def encoder(name: str, what: str = "encoder") -> Encoder:
+    """The table entry ``name``; a retired name is refused with its new one, an unknown one with the list."""
+    if name in ENCODERS:
+        return ENCODERS[name]
+    if name in RETIRED_NAMES:
+        raise KeyError(f"{what} {name!r} was renamed: use {RETIRED_NAMES[name]} (one name per encoder, "
+                       "pretrain/encoders.py)")
+    raise KeyError(f"unknown {what} {name!r}; known: {', '.join(ENCODERS)}")
 
 
 def paper_rows(task: str) -> dict[str, str]:

@@ -41,7 +41,7 @@ from pretrain.run_dir import claim_run_dir, is_main_process
 # Every knob, with a generic default; paper hyper-parameters live in configs/pretrain/*.py.
 DEFAULTS = dict(
     # model
-    model="mae_vit_tiny_patch16",  # any pretrain.models name: mae_*, convmae_*, sim_*
+    model="mae_vit_tiny",  # any pretrain.models name: mae_*, convmae_*, sim_*
     model_kwargs={},  # constructor overrides, e.g. dict(norm_pix_loss=True)
     mask_ratio=0.75,  # MAE / ConvMAE
     # data
@@ -269,7 +269,7 @@ def load_checkpoint(path: str) -> dict:
     """A training checkpoint of this loop (``checkpoint-*.pth``), read without running code from the file
     (``pretrain.checkpoint_io``); any other file is refused with what to do with it."""
     ckpt = read_checkpoint(path)
-    expect_kind(ckpt, path, {CheckpointKind.TRAINING_STATE}, "a training checkpoint of tools/pretrain.py (checkpoint-*.pth)")
+    expect_kind(ckpt, path, {CheckpointKind.TRAINING_STATE}, "a training checkpoint of tools/train_mim.py (checkpoint-*.pth)")
     return ckpt
 
 

@@ -7,4 +7,4 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup_env.sh
 echo "[demo] training a tiny ViTDet Mask R-CNN on generated toy shapes (CPU), then evaluating it with COCO AP"
-exec .venv/bin/python tools/train_det.py --backbone vit_tiny --dataset toy --output output/demo --overwrite "$@"
+exec .venv/bin/python tools/train_det.py --backbone mae_vit_tiny --dataset toy --output output/demo --overwrite "$@"

@@ -16,6 +16,7 @@ from transfer.backbones.pos_resize import abs_pos_for_grid, resize_pos_embed
 from transfer.backbones.rel_pos import RelativePositionBias
 from transfer.backbones.vit_block import Attention, WindowBlock
 from transfer.backbones.window_attention import shifted_window_mask, window_partition, window_unpartition
+from pretrain.encoders import ENCODERS
 
 OFFICIAL_KEYS = pathlib.Path(__file__).parent / "data" / "official_keys"
 SIZES = [(128, 128), (96, 160)]
@@ -31,12 +32,12 @@ def shapes(out: dict) -> dict:
 @pytest.mark.parametrize("hw", SIZES)
 def test_vit_outputs(hw):
     torch.manual_seed(0)
-    bb = build_backbone("vit_tiny_patch16").eval()
+    bb = build_backbone("mae_vit_tiny").eval()
     h, w = hw
     with torch.no_grad():
         assert shapes(bb(torch.randn(2, 3, h, w))) == {"last_feat": (2, 96, h // 16, w // 16)}
         assert bb.out_strides == {"last_feat": 16} and bb.out_channels == {"last_feat": 96}
-        bb = build_backbone("vit_tiny_patch16", out_indices=(0, 1)).eval()
+        bb = build_backbone("mae_vit_tiny", out_indices=(0, 1)).eval()
         assert shapes(bb(torch.randn(1, 3, h, w))) == {f"block{i}": (1, 96, h // 16, w // 16) for i in (0, 1)}
         assert bb.out_strides == {"block0": 16, "block1": 16}
 
@@ -61,7 +62,7 @@ def test_convmae_outputs(hw, shift):
 def test_base_configs_on_meta():
     """Released base configurations at 1024 px: shapes, window/global pattern, table sizes."""
     with torch.device("meta"):
-        vit = build_backbone("vit_base_patch16")
+        vit = build_backbone("mae_vit_base")
         conv = build_backbone("convmae_base")
         assert shapes(vit(torch.empty(1, 3, 1024, 1024))) == {"last_feat": (1, 768, 64, 64)}
         assert shapes(conv(torch.empty(1, 3, 1024, 1024))) == {
@@ -79,7 +80,7 @@ def test_base_configs_on_meta():
 
 
 def test_relative_positions_zero_init():
-    vit, conv = build_backbone("vit_tiny_patch16"), build_backbone("convmae_tiny")
+    vit, conv = build_backbone("mae_vit_tiny"), build_backbone("convmae_tiny")
     tables = [p for n, p in vit.named_parameters() if "rel_pos" in n]
     tables += [p for n, p in conv.named_parameters() if "relative_position_bias_table" in n]
     assert len(tables) == 2 * 2 + 2
@@ -219,10 +220,10 @@ def assert_same(backbone_sd: dict, source_sd: dict, prefix: str = "") -> None:
 
 def test_load_mae_checkpoint_file(tmp_path):
     torch.manual_seed(0)
-    mae = perturbed(build_model("mae_vit_tiny_patch16"))
+    mae = perturbed(build_model("mae_vit_tiny"))
     path = tmp_path / "checkpoint-799.pth"  # an official training checkpoint carries args
     torch.save({"model": mae.state_dict(), "args": argparse.Namespace(lr=1e-4), "epoch": 799}, path)
-    bb = build_backbone("vit_tiny_patch16")
+    bb = build_backbone("mae_vit_tiny")
     report = load_backbone_checkpoint(bb, path)
     assert_same(bb.state_dict(), mae.state_dict())
     assert torch.equal(bb.blocks[1].mlp.fc2.weight, mae.blocks[1].mlp.fc2.weight)
@@ -231,7 +232,7 @@ def test_load_mae_checkpoint_file(tmp_path):
     assert all("rel_pos" in k for k in report.missing) and len(report.missing) == 4
     # encoder-only, wrapped as DDP would save it
     enc = {"module." + k: v for k, v in mae.encoder_state_dict().items()}
-    bb = build_backbone("vit_tiny_patch16")
+    bb = build_backbone("mae_vit_tiny")
     report = load_backbone_checkpoint(bb, enc)
     assert_same(bb.state_dict(), mae.state_dict())
     assert set(report.dropped) == {"cls_token", "norm.weight", "norm.bias"}
@@ -239,8 +240,8 @@ def test_load_mae_checkpoint_file(tmp_path):
 
 def test_load_sim_checkpoint_uses_online_encoder():
     torch.manual_seed(0)
-    sim = perturbed(build_model("sim_vit_tiny_patch16"))
-    bb = build_backbone("vit_tiny_patch16", embed_dim=64, num_heads=2)
+    sim = perturbed(build_model("sim_vit_tiny"))
+    bb = build_backbone("sim_vit_tiny")
     report = load_backbone_checkpoint(bb, sim.state_dict())
     assert_same(bb.state_dict(), sim.state_dict())
     assert not torch.equal(bb.blocks[0].attn.qkv.weight, sim.state_dict()["mm_blocks.0.attn.qkv.weight"])
@@ -260,16 +261,12 @@ def test_load_convmae_checkpoint_resizes_pos_embed():
     assert {"stage1_output_decode.weight", "norm.weight", "decoder_pred.weight"} <= set(report.dropped)
 
 
-@pytest.mark.parametrize("ref_name, backbone_name", [
-    ("mae_vit_base_patch16", "vit_base_patch16"),
-    ("sim_vit_base_patch16", "vit_base_patch16"),
-    ("convmae_base", "convmae_base"),
-])
-def test_official_key_lists_fit(ref_name, backbone_name):
+@pytest.mark.parametrize("ref_name", ["mae_vit_base", "sim_vit_base", "convmae_base"])
+def test_official_key_lists_fit(ref_name):
     """Every backbone weight but the relative position tables comes from the official checkpoint."""
-    keys = json.loads((OFFICIAL_KEYS / f"{ref_name}.json").read_text())["keys"]
+    keys = json.loads((OFFICIAL_KEYS / f"{ENCODERS[ref_name].pretrain_factory}.json").read_text())["keys"]
     with torch.device("meta"):
-        bb = build_backbone(backbone_name)
+        bb = build_backbone(ref_name)
         sd = {k: torch.empty(s) for k, s in keys.items()}
     _, report = convert_state_dict(bb, sd, ref_name)
     assert report.missing and all("rel_pos" in k for k in report.missing)
@@ -279,13 +276,13 @@ def test_official_key_lists_fit(ref_name, backbone_name):
 def test_wrong_architecture_or_size_is_refused():
     cm = build_model("convmae_tiny").state_dict()
     with pytest.raises(CheckpointMismatchError, match=r"convmae checkpoint .*patch_embed1.*is a vit"):
-        load_backbone_checkpoint(build_backbone("vit_tiny_patch16"), cm)
+        load_backbone_checkpoint(build_backbone("mae_vit_tiny"), cm)
     with pytest.raises(CheckpointMismatchError, match=r"vit checkpoint .*is a convmae"):
-        load_backbone_checkpoint(build_backbone("convmae_tiny"), build_model("mae_vit_tiny_patch16").state_dict())
-    sim = build_model("sim_vit_tiny_patch16").state_dict()  # 64-d into a 96-d ViT
+        load_backbone_checkpoint(build_backbone("convmae_tiny"), build_model("mae_vit_tiny").state_dict())
+    sim = build_model("sim_vit_tiny").state_dict()  # 64-d into a 96-d ViT
     with pytest.raises(CheckpointMismatchError, match=r"patch_embed.proj.weight: checkpoint \(64, 3, 16, 16\) "
                                                       r"vs backbone \(96, 3, 16, 16\)"):
-        load_backbone_checkpoint(build_backbone("vit_tiny_patch16"), sim)
+        load_backbone_checkpoint(build_backbone("mae_vit_tiny"), sim)
 
 
 def test_activation_checkpointing_same_gradients():
@@ -294,7 +291,7 @@ def test_activation_checkpointing_same_gradients():
     grads = []
     for ckpt in (False, True):
         torch.manual_seed(1)
-        bb = build_backbone("vit_tiny_patch16", use_act_checkpoint=ckpt).train()
+        bb = build_backbone("mae_vit_tiny", use_act_checkpoint=ckpt).train()
         bb(x)["last_feat"].square().mean().backward()
         grads.append(bb.blocks[0].attn.qkv.weight.grad)
     torch.testing.assert_close(grads[0], grads[1])
@@ -311,7 +308,7 @@ def test_vit_matches_detectron2_vit():
         window_block_indexes=[0, 2], use_rel_pos=True, rel_pos_zero_init=False,
         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), pretrain_img_size=64,
     ).eval()
-    ours = build_backbone("vit_tiny_patch16", depth=3, global_blocks=(1,)).eval()
+    ours = build_backbone("mae_vit_tiny", depth=3, global_blocks=(1,)).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
     for hw in [(128, 128), (80, 112)]:  # 80x112: 5x7 grid, windows padded, global tables resized
         x = torch.randn(1, 3, *hw)

@@ -132,9 +132,9 @@ def test_reads_what_tools_and_frameworks_write(tmp_path):
     assert classify_checkpoint(got) is CheckpointKind.TRAINING_STATE
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-00000001.pth"]  # no temporary file left
 
-    torch.save({"model": {"blocks.0.w": torch.ones(2)}, "args": argparse.Namespace(model="mae_vit_base_patch16")},
+    torch.save({"model": {"blocks.0.w": torch.ones(2)}, "args": argparse.Namespace(model="mae_vit_base")},
                tmp_path / "official.pth")
-    assert read_checkpoint(tmp_path / "official.pth")["args"].model == "mae_vit_base_patch16"
+    assert read_checkpoint(tmp_path / "official.pth")["args"].model == "mae_vit_base"
 
     model = collections.OrderedDict([("backbone.net.blocks.0.attn.qkv.weight", np.arange(6, dtype=np.float32))])
     obj = {"model": model, "__author__": "Detectron2 Model Zoo"}
@@ -150,11 +150,11 @@ def test_reads_what_tools_and_frameworks_write(tmp_path):
 def test_classify_checkpoint():
     from pretrain.models import build_model
 
-    mae = build_model("mae_vit_tiny_patch16")
+    mae = build_model("mae_vit_tiny")
     cases = [
         ({"model": mae.state_dict()}, CheckpointKind.MAE),
         ({"model": mae.encoder_state_dict()}, CheckpointKind.ENCODER),
-        ({"model": build_model("sim_vit_tiny_patch16").state_dict()}, CheckpointKind.SIM),
+        ({"model": build_model("sim_vit_tiny").state_dict()}, CheckpointKind.SIM),
         ({"model": build_model("convmae_tiny").state_dict()}, CheckpointKind.CONVMAE),
         ({"model": {"backbone.net.net.blocks.0.w": 0}, "__author__": "transfer.convert"}, CheckpointKind.ENCODER),
         ({"model": {"backbone.net.blocks.0.w": 0, "roi_heads.box_predictor.w": 0}}, CheckpointKind.DETECTRON2),
@@ -169,8 +169,8 @@ def test_classify_checkpoint():
 
 def test_wrong_kind_and_partial_loads_say_what_to_do():
     training = {"model": {}, "optimizer": {}, "config": {}, "rng": []}
-    with pytest.raises(CheckpointError, match=r"found a tools/pretrain.py training checkpoint.*"
-                                              r"tools/pretrain.py --export ck.pth --output encoder.pth"):
+    with pytest.raises(CheckpointError, match=r"found a tools/train_mim.py training checkpoint.*"
+                                              r"tools/train_mim.py --export ck.pth --output encoder.pth"):
         expect_kind(training, "ck.pth", [CheckpointKind.ENCODER], "a pretraining checkpoint")
     with pytest.raises(CheckpointError, match=r"leaves 3 backbone parameters at their initial values, first: "
                                               r"blocks.0.norm1.weight, blocks.1.norm1.weight, pos_embed; by name: "
@@ -200,7 +200,7 @@ def _tool(name: str) -> str:
 @pytest.mark.parametrize("fmt", ["pth", "legacy"])
 def test_pretrain_export_refuses_crafted_file(tmp_path, fmt):
     path, marker = _crafted(tmp_path, fmt)
-    run = _run(_tool("pretrain.py"), "--export", str(path), "--output", str(tmp_path / "enc.pth"), cwd=tmp_path)
+    run = _run(_tool("train_mim.py"), "--export", str(path), "--output", str(tmp_path / "enc.pth"), cwd=tmp_path)
     _assert_refused(run, marker)
     assert not (tmp_path / "enc.pth").exists()
 
@@ -210,7 +210,7 @@ def test_pretrain_resume_refuses_crafted_file(tmp_path):
 
     path, marker = _crafted(tmp_path, "pth")
     data = write_images(str(tmp_path / "data"), 4, 64)
-    run = _run(_tool("pretrain.py"), "--config", config_path("mae_tiny_toy.py"), "--data", data,
+    run = _run(_tool("train_mim.py"), "--config", config_path("mae_tiny_toy.py"), "--data", data,
                "--output", str(tmp_path / "out"), "--resume-from", str(path), "epochs=1", cwd=tmp_path)
     _assert_refused(run, marker)
     assert not list((tmp_path / "out").glob("checkpoint-*.pth"))
@@ -229,7 +229,7 @@ def test_visualize_recon_refuses_crafted_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def training_checkpoint(tmp_path_factory) -> Path:
-    """A real training checkpoint of tools/pretrain.py (tiny MAE, 1 iteration)."""
+    """A real training checkpoint of tools/train_mim.py (tiny MAE, 1 iteration)."""
     from pretrain_toy import config_path, write_images
 
     from pretrain.engine import load_config, train
@@ -246,7 +246,7 @@ def test_export_and_recon_read_a_real_training_checkpoint(tmp_path, training_che
     """The allow-list is wide enough for what our own tools write (RNG states, config)."""
     from pretrain_toy import write_images
 
-    run = _run(_tool("pretrain.py"), "--export", str(training_checkpoint), "--output", str(tmp_path / "enc.pth"),
+    run = _run(_tool("train_mim.py"), "--export", str(training_checkpoint), "--output", str(tmp_path / "enc.pth"),
                cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert classify_checkpoint(read_checkpoint(tmp_path / "enc.pth")) is CheckpointKind.ENCODER
@@ -261,9 +261,9 @@ def test_resume_refuses_an_encoder_export_with_what_to_do(tmp_path, training_che
     from pretrain.engine import export_encoder
 
     encoder = export_encoder(str(training_checkpoint), str(tmp_path / "encoder.pth"))
-    run = _run(_tool("pretrain.py"), "--export", encoder, "--output", str(tmp_path / "again.pth"), cwd=tmp_path)
+    run = _run(_tool("train_mim.py"), "--export", encoder, "--output", str(tmp_path / "again.pth"), cwd=tmp_path)
     assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
-    assert "expected a training checkpoint of tools/pretrain.py" in run.stderr and "found a ViT encoder" in run.stderr
+    assert "expected a training checkpoint of tools/train_mim.py" in run.stderr and "found a ViT encoder" in run.stderr
 
 
 # ---- detectron2 / mmseg tools (need the frameworks) -----------------------------------------------
@@ -275,7 +275,7 @@ def _mmseg():
     pytest.importorskip("mmseg")
 
 
-TRAIN_DET = ["--backbone", "vit_tiny", "--dataset", "toy", "--num-gpus", "0", "train.max_iter=1"]
+TRAIN_DET = ["--backbone", "mae_vit_tiny", "--dataset", "toy", "--num-gpus", "0", "train.max_iter=1"]
 
 
 @pytest.mark.parametrize("fmt", ["pth", "pkl"])
@@ -290,7 +290,7 @@ def test_train_det_weights_refuses_crafted_file(tmp_path, fmt):
 def test_visualize_det_refuses_crafted_file(tmp_path):
     _d2()
     path, marker = _crafted(tmp_path, "pkl")
-    run = _run(_tool("visualize.py"), "det", "--backbone", "vit_tiny", "--weights", str(path), "--dataset", "toy",
+    run = _run(_tool("visualize.py"), "det", "--backbone", "mae_vit_tiny", "--weights", str(path), "--dataset", "toy",
                "--image", str(tmp_path / "none.jpg"), "--out", str(tmp_path / "det.png"), cwd=tmp_path)
     _assert_refused(run, marker)
 
@@ -300,7 +300,7 @@ def test_convert_checkpoint_refuses_crafted_file(tmp_path, to):
     _d2() if to == "detectron2" else _mmseg()
     path, marker = _crafted(tmp_path, "pth")
     run = _run(_tool("convert_checkpoint.py"), str(path), str(tmp_path / "o.pth"), "--to", to, "--backbone",
-               "vit_tiny", cwd=tmp_path)
+               "mae_vit_tiny", cwd=tmp_path)
     _assert_refused(run, marker)
     assert not (tmp_path / "o.pth").exists()
 
@@ -309,7 +309,7 @@ def test_convert_checkpoint_refuses_crafted_file(tmp_path, to):
 def test_train_seg_weights_refuses_crafted_file(tmp_path, fmt):
     _mmseg()
     path, marker = _crafted(tmp_path, fmt)
-    run = _run(_tool("train_seg.py"), "--backbone", "vit_tiny", "--dataset", "toy", "--weights", str(path),
+    run = _run(_tool("train_seg.py"), "--backbone", "mae_vit_tiny", "--dataset", "toy", "--weights", str(path),
                "--work-dir", str(tmp_path / "work"), cwd=tmp_path)
     _assert_refused(run, marker)
 
@@ -317,7 +317,7 @@ def test_train_seg_weights_refuses_crafted_file(tmp_path, fmt):
 def _bad_weights(tmp_path: Path, case: str, training_checkpoint: Path) -> tuple[Path, str]:
     """(file, expected message) for the --weights clear-error cases."""
     if case == "training":
-        return training_checkpoint, r"found a tools/pretrain.py training checkpoint.*tools/pretrain.py --export"
+        return training_checkpoint, r"found a tools/train_mim.py training checkpoint.*tools/train_mim.py --export"
     good = tmp_path / "good.pth"
     torch.save({"model": {"blocks.0.w": torch.ones(1000)}}, good)
     path = tmp_path / f"{case}.pth"
@@ -343,7 +343,7 @@ def test_train_det_weights_clear_errors(tmp_path, case, training_checkpoint):
 def test_train_seg_weights_refuses_training_checkpoint_with_what_to_do(tmp_path, training_checkpoint):
     _mmseg()
     path, message = _bad_weights(tmp_path, "training", training_checkpoint)
-    run = _run(_tool("train_seg.py"), "--backbone", "vit_tiny", "--dataset", "toy", "--weights", str(path),
+    run = _run(_tool("train_seg.py"), "--backbone", "mae_vit_tiny", "--dataset", "toy", "--weights", str(path),
                "--work-dir", str(tmp_path / "work"), cwd=tmp_path)
     _assert_refused(run, tmp_path / "no-marker", message)
 
@@ -351,8 +351,8 @@ def test_train_seg_weights_refuses_training_checkpoint_with_what_to_do(tmp_path,
 def test_convert_checkpoint_refuses_training_checkpoint_with_what_to_do(tmp_path, training_checkpoint):
     _d2()
     run = _run(_tool("convert_checkpoint.py"), str(training_checkpoint), str(tmp_path / "o.pth"), "--to",
-               "detectron2", "--backbone", "vit_tiny", cwd=tmp_path)
-    _assert_refused(run, tmp_path / "no-marker", r"training checkpoint.*tools/pretrain.py --export")
+               "detectron2", "--backbone", "mae_vit_tiny", cwd=tmp_path)
+    _assert_refused(run, tmp_path / "no-marker", r"training checkpoint.*tools/train_mim.py --export")
 
 
 # ---- issue 10 defect 4: detectron2-format ViTDet detectors load completely ---------------------------
@@ -415,7 +415,7 @@ def test_checkpoint_leaving_backbone_at_init_is_an_error(tmp_path):
     from pretrain.models import build_model
     from transfer.det.engine import load_weights
 
-    shallow = build_model("mae_vit_tiny_patch16", depth=1).encoder_state_dict()  # the toy row has 2 blocks
+    shallow = build_model("mae_vit_tiny", depth=1).encoder_state_dict()  # the toy row has 2 blocks
     torch.save({"model": shallow}, tmp_path / "shallow.pth")
     run = _run(_tool("train_det.py"), "--weights", str(tmp_path / "shallow.pth"), "--output", str(tmp_path / "out"),
                *TRAIN_DET, cwd=tmp_path)

@@ -41,10 +41,10 @@ def _official(tmp_path, model_name: str, encoder_only: bool = False) -> str:
 
 
 def test_identify_checkpoint():
-    assert identify_checkpoint(build_model("mae_vit_tiny_patch16").state_dict()) == "mae"
-    assert identify_checkpoint(build_model("sim_vit_tiny_patch16").state_dict()) == "sim"
+    assert identify_checkpoint(build_model("mae_vit_tiny").state_dict()) == "mae"
+    assert identify_checkpoint(build_model("sim_vit_tiny").state_dict()) == "sim"
     assert identify_checkpoint(build_model("convmae_tiny").state_dict()) == "convmae"
-    assert identify_checkpoint(build_model("mae_vit_tiny_patch16").encoder_state_dict()) == "vit-encoder"
+    assert identify_checkpoint(build_model("mae_vit_tiny").encoder_state_dict()) == "vit-encoder"
     with pytest.raises(CheckpointMismatchError, match="fine-tuned detectron2 detector"):
         identify_checkpoint({"backbone.net.net.pos_embed": torch.zeros(1), "roi_heads.box_predictor.w": torch.zeros(1)})
     with pytest.raises(CheckpointMismatchError, match="unrecognised checkpoint"):
@@ -58,9 +58,9 @@ d2 = pytest.importorskip  # detectron2 tests below skip where it is not installe
 @pytest.mark.parametrize(
     "model_name, encoder_only, config, overrides, prefix",
     [
-        ("mae_vit_tiny_patch16", False, DET_VIT, [], "backbone.net.net."),
-        ("mae_vit_tiny_patch16", True, DET_VIT, [], "backbone.net.net."),
-        ("sim_vit_tiny_patch16", False, DET_VIT, SIM_DIMS, "backbone.net.net."),
+        ("mae_vit_tiny", False, DET_VIT, [], "backbone.net.net."),
+        ("mae_vit_tiny", True, DET_VIT, [], "backbone.net.net."),
+        ("sim_vit_tiny", False, DET_VIT, SIM_DIMS, "backbone.net.net."),
         ("convmae_tiny", False, DET_CONVMAE, [], "backbone.bottom_up.net."),
     ],
 )
@@ -112,26 +112,26 @@ def test_detectron2_refuses_other_architecture_and_unknown_files(tmp_path):
     convmae = _official(tmp_path, "convmae_tiny")
     with pytest.raises(CheckpointMismatchError, match="convmae checkpoint"):
         convert_for_detectron2(convmae, tmp_path / "x.pth", DET_VIT)
-    mae = _official(tmp_path, "mae_vit_tiny_patch16")
+    mae = _official(tmp_path, "mae_vit_tiny")
     with pytest.raises(CheckpointMismatchError, match="shape mismatches"):  # 96-d MAE into a 64-d trunk
         convert_for_detectron2(mae, tmp_path / "x.pth", DET_VIT, SIM_DIMS)
     text = tmp_path / "notes.txt"
     text.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="could not be read .not a pickle or a torch file"):
         convert_for_detectron2(str(text), tmp_path / "x.pth", DET_VIT)
-    training = tmp_path / "checkpoint-00000010.pth"  # what tools/pretrain.py writes (pretrain.engine.train)
-    torch.save({"model": build_model("mae_vit_tiny_patch16").state_dict(), "optimizer": {}, "config": {},
+    training = tmp_path / "checkpoint-00000010.pth"  # what tools/train_mim.py writes (pretrain.engine.train)
+    torch.save({"model": build_model("mae_vit_tiny").state_dict(), "optimizer": {}, "config": {},
                 "rng": [{"numpy": np.random.get_state()}]}, training)
-    with pytest.raises(CheckpointError, match="training checkpoint.*tools/pretrain.py --export"):
+    with pytest.raises(CheckpointError, match="training checkpoint.*tools/train_mim.py --export"):
         convert_for_detectron2(str(training), tmp_path / "x.pth", DET_VIT)
 
 
 def test_convert_checkpoint_cli(tmp_path):
     d2("detectron2")
-    official = _official(tmp_path, "mae_vit_tiny_patch16")
+    official = _official(tmp_path, "mae_vit_tiny")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, os.path.join(ROOT, "tools", "convert_checkpoint.py"), official, str(tmp_path / "o.pth"),
-           "--to", "detectron2", "--backbone", "vit_tiny"]
+           "--to", "detectron2", "--backbone", "mae_vit_tiny"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert "mapped:  27 tensors -> 'backbone.net.net.*'" in run.stdout
@@ -155,8 +155,8 @@ SEG_VIT_DEPTH2 = {"model.backbone.depth": 2, "model.backbone.global_blocks": (0,
 @pytest.mark.parametrize(
     "model_name, config, options",
     [
-        ("mae_vit_tiny_patch16", SEG_VIT, SEG_VIT_DEPTH2),
-        ("sim_vit_tiny_patch16", SEG_VIT, {**SEG_VIT_DEPTH2, "model.backbone.embed_dim": 64,
+        ("mae_vit_tiny", SEG_VIT, SEG_VIT_DEPTH2),
+        ("sim_vit_tiny", SEG_VIT, {**SEG_VIT_DEPTH2, "model.backbone.embed_dim": 64,
                                            "model.backbone.num_heads": 2}),
         ("convmae_tiny", SEG_CONVMAE, None),
     ],
@@ -193,7 +193,7 @@ def test_convert_state_dict_in_memory():
     """The core works on a state dict too (no file, no framework)."""
     from transfer.backbones import build_backbone
 
-    trunk = build_backbone("vit_tiny_patch16")
-    result = convert_checkpoint(build_model("mae_vit_tiny_patch16").state_dict(), trunk, "backbone.net.net.")
+    trunk = build_backbone("mae_vit_tiny")
+    result = convert_checkpoint(build_model("mae_vit_tiny").state_dict(), trunk, "backbone.net.net.")
     assert result.family == "mae" and len(result.state_dict) == 27
     assert any(k.startswith("decoder_blocks.") for k in result.report.dropped)

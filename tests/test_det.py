@@ -19,23 +19,23 @@ from detectron2.modeling import ViT, build_model as build_d2_model
 from PIL import Image
 
 from pretrain.models import build_model
-from transfer.backbones import load_backbone_checkpoint
 from transfer.det.backbones import MIMBackbone, add_mim_backbone_config
 from transfer.det.configs import BACKBONE_CONFIGS, config_for_backbone
 from transfer.det.data import DatasetNotFoundError
+from tool_module import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_vit_trunk_equals_detectron2_vit_loaded_from_the_same_mae_checkpoint(tmp_path):
     torch.manual_seed(0)
-    mae = build_model("mae_vit_tiny_patch16")  # 96-d, 2 blocks, 64-px pretraining
+    mae = build_model("mae_vit_tiny")  # 96-d, 2 blocks, 64-px pretraining
     for p in mae.parameters():
         p.data.normal_(0, 0.05)
     ckpt = tmp_path / "mae.pth"
     torch.save({"model": mae.encoder_state_dict()}, ckpt)
 
-    ours = MIMBackbone("vit_tiny_patch16", img_size=128, window_size=4, global_blocks=(1,)).eval()
+    ours = MIMBackbone("mae_vit_tiny", img_size=128, window_size=4, global_blocks=(1,)).eval()
     ours.load_pretrained(str(ckpt))
     ref = ViT(  # detectron2's own ViTDet trunk, same geometry
         img_size=128, patch_size=16, embed_dim=96, depth=2, num_heads=3, drop_path_rate=0.0, window_size=4,
@@ -77,7 +77,7 @@ def _r50_yacs_cfg(backbone: str, name: str):
     return cfg
 
 
-@pytest.mark.parametrize("backbone, name", [("build_mim_vit_sfp_backbone", "vit_tiny_patch16"),
+@pytest.mark.parametrize("backbone, name", [("build_mim_vit_sfp_backbone", "mae_vit_tiny"),
                                             ("build_mim_convmae_fpn_backbone", "convmae_tiny")])
 def test_yacs_config_builds_mask_rcnn_with_rgb_imagenet_input(backbone, name):
     """On detectron2's R50 yaml the model feeds RGB images with ImageNet mean/std (what the MIM
@@ -93,7 +93,7 @@ def test_yacs_config_builds_mask_rcnn_with_rgb_imagenet_input(backbone, name):
 
 
 def test_yacs_config_with_bgr_caffe_normalisation_is_refused():
-    cfg = _r50_yacs_cfg("build_mim_vit_sfp_backbone", "vit_tiny_patch16")
+    cfg = _r50_yacs_cfg("build_mim_vit_sfp_backbone", "mae_vit_tiny")
     cfg.merge_from_list(["INPUT.FORMAT", "BGR", "MODEL.PIXEL_MEAN", [103.53, 116.28, 123.675],
                          "MODEL.PIXEL_STD", [1.0, 1.0, 1.0]])  # what the R50 yaml's defaults hold
     with pytest.raises(ValueError, match="RGB") as err:
@@ -106,7 +106,7 @@ def test_model_zoo_lazyconfigs_take_our_backbones_as_drop_in():
     (SimpleFeaturePyramid: ``${.net.out_feature}``; FPN: ``${.bottom_up.out_features}``): MIMBackbone
     takes the same arguments as detectron2's ViT and ResNet, so the swap is one line each."""
     vitdet = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
-    vitdet.backbone.net = L(MIMBackbone)(name="vit_tiny_patch16", img_size=128, out_feature="last_feat")
+    vitdet.backbone.net = L(MIMBackbone)(name="mae_vit_tiny", img_size=128, out_feature="last_feat")
     vitdet.backbone.square_pad = 128
     fpn = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
     fpn.backbone.bottom_up = L(MIMBackbone)(name="convmae_tiny", img_size=128, out_features=["s0", "s1", "s2", "s3"])
@@ -119,7 +119,7 @@ def test_model_zoo_lazyconfigs_take_our_backbones_as_drop_in():
 
 def test_mim_backbone_refuses_an_output_it_does_not_have():
     with pytest.raises(ValueError, match="last_feat"):
-        MIMBackbone("vit_tiny_patch16", out_feature="res5")
+        MIMBackbone("mae_vit_tiny", out_feature="res5")
 
 
 def _run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -132,10 +132,13 @@ def _run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_toy_training_reaches_ap_and_eval_only_reproduces_it(tmp_path):
-    _run_tool("--backbone", "vit_tiny", "--dataset", "toy", "--output", "train", cwd=tmp_path)
+    proc = _run_tool("--backbone", "mae_vit_tiny", "--dataset", "toy", "--output", "train", cwd=tmp_path)
+    # torch's build configuration (detectron2's environment dump) stays in log.txt, off the screen
+    assert "PyTorch built with" not in proc.stdout + proc.stderr
+    assert "PyTorch built with" in (tmp_path / "train" / "log.txt").read_text()
     trained = json.loads((tmp_path / "train" / "results.json").read_text())
     assert trained["bbox"]["AP"] >= 40, trained
-    _run_tool("--backbone", "vit_tiny", "--dataset", "toy", "--output", "eval", "--eval-only",
+    _run_tool("--backbone", "mae_vit_tiny", "--dataset", "toy", "--output", "eval", "--eval-only",
               "--weights", "train/model_final.pth", cwd=tmp_path)
     evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert evaluated["bbox"]["AP"] == pytest.approx(trained["bbox"]["AP"], abs=1e-6)
@@ -144,7 +147,7 @@ def test_toy_training_reaches_ap_and_eval_only_reproduces_it(tmp_path):
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
     env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "nowhere")}
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_det.py"), "--backbone", "vit_tiny"],
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_det.py"), "--backbone", "mae_vit_tiny"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "instances_train2017.json" in proc.stderr and "--dataset toy" in proc.stderr
@@ -170,10 +173,8 @@ def _write_coco_set(root: Path, boxes: list[list[float]], missing: int = 0) -> s
 
 
 @pytest.fixture
-def train_det(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "tools"))
-    import train_det as module
-    return module
+def train_det():
+    return load_tool("train_det")
 
 
 class _Records(logging.Handler):
@@ -233,7 +234,7 @@ def test_from_scratch_starts_a_paper_row_from_random_init_and_says_so(train_det,
 
 def test_toy_row_trains_from_random_init_without_a_flag(train_det, tmp_path, monkeypatch, d2_log):
     monkeypatch.setattr(train_det, "resolve_weights", lambda spec: pytest.fail(f"resolved {spec!r}"), raising=False)
-    cfg = _setup(train_det, tmp_path, "--backbone", "vit_tiny")
+    cfg = _setup(train_det, tmp_path, "--backbone", "mae_vit_tiny")
     assert cfg.train.init_checkpoint == ""
     assert any("random initialisation" in m and "names no checkpoint" in m for m in d2_log)
 
@@ -244,7 +245,7 @@ def test_toy_row_trains_from_random_init_without_a_flag(train_det, tmp_path, mon
 ])
 def test_contradicting_weight_flags_are_refused(train_det, argv, said, capsys):
     with pytest.raises(SystemExit) as exit_:
-        train_det.parse_args(["--backbone", "vit_tiny", *argv])
+        train_det.parse_args(["--backbone", "mae_vit_tiny", *argv])
     assert exit_.value.code == 2 and said in capsys.readouterr().err
 
 
@@ -254,16 +255,22 @@ def test_contradicting_weight_flags_are_refused(train_det, argv, said, capsys):
 ])
 def test_misspelled_override_keys_are_refused_with_the_known_keys(train_det, tmp_path, override, said):
     with pytest.raises(ValueError) as err:
-        _setup(train_det, tmp_path, "--backbone", "vit_tiny", override)
+        _setup(train_det, tmp_path, "--backbone", "mae_vit_tiny", override)
     for part in said:
         assert part in str(err.value)
 
 
 def test_override_keys_that_are_target_arguments_are_accepted(train_det, tmp_path):
-    cfg = _setup(train_det, tmp_path, "--backbone", "vit_tiny", "model.backbone.net.use_act_checkpoint=True",
+    cfg = _setup(train_det, tmp_path, "--backbone", "mae_vit_tiny", "model.backbone.net.use_act_checkpoint=True",
                  "+train.note=added", "train.max_iter=7")
     assert cfg.model.backbone.net.use_act_checkpoint is True and cfg.train.note == "added"
     assert cfg.train.max_iter == 7
+
+
+def test_keys_that_detectron2_reads_with_a_default_are_accepted(train_det, tmp_path):
+    """default_setup reads train.seed / train.cudnn_benchmark although common/train.py leaves them out."""
+    cfg = _setup(train_det, tmp_path, "--backbone", "mae_vit_tiny", "train.seed=3")
+    assert cfg.train.seed == 3
 
 
 @pytest.mark.parametrize("override, said", [
@@ -273,12 +280,12 @@ def test_override_keys_that_are_target_arguments_are_accepted(train_det, tmp_pat
 ])
 def test_impossible_values_are_refused_up_front(train_det, tmp_path, override, said):
     with pytest.raises(ValueError, match=re.escape(said)):
-        _setup(train_det, tmp_path, "--backbone", "vit_tiny", override)
+        _setup(train_det, tmp_path, "--backbone", "mae_vit_tiny", override)
 
 
 def test_images_missing_on_disk_are_refused_before_training(train_det, tmp_path):
     dataset = _write_coco_set(tmp_path / "data", [[10.0, 10.0, 30.0, 30.0]] * 5, missing=3)
-    args = train_det.parse_args(["--backbone", "vit_tiny", "--dataset", dataset, "--output", str(tmp_path / "out")])
+    args = train_det.parse_args(["--backbone", "mae_vit_tiny", "--dataset", dataset, "--output", str(tmp_path / "out")])
     with pytest.raises(DatasetNotFoundError) as err:
         train_det.setup(args)
     assert "3 of 5 images" in str(err.value) and "2.png" in str(err.value) and "4.png" in str(err.value)
@@ -287,7 +294,7 @@ def test_images_missing_on_disk_are_refused_before_training(train_det, tmp_path)
 def test_zero_width_boxes_are_reported_once_with_their_count(train_det, tmp_path, d2_log):
     boxes = [[10.0, 10.0, 0.0, 30.0], [10.0, 10.0, 30.0, 30.0], [12.0, 10.0, 0.0, 30.0]]
     dataset = _write_coco_set(tmp_path / "data", boxes)
-    train_det.setup(train_det.parse_args(["--backbone", "vit_tiny", "--dataset", dataset,
+    train_det.setup(train_det.parse_args(["--backbone", "mae_vit_tiny", "--dataset", dataset,
                                           "--output", str(tmp_path / "out")]))
     said = [m for m in d2_log if "zero width or height" in m]
     assert len(said) == 1 and "2 of 3 annotations" in said[0] and "box of each one's mask" in said[0]

@@ -11,11 +11,9 @@ and one evaluation run as users run them.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -33,27 +31,17 @@ from pretrain.encoders import encoder_of_row
 from transfer.det.configs import BACKBONE_CONFIGS, config_for_backbone
 from transfer.det.lsj import resized_region
 from transfer.toy_datasets import COCO_SHAPES, write_coco_shaped
+from tool_module import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_ROWS = sorted(row for row in BACKBONE_CONFIGS if encoder_of_row(row).weights)
 # The trunk at a transfer.backbones tiny size (name, global blocks within its depth); the row's image
 # size, window size and drop path stay as the row writes them.
-TINY_TRUNK = {"net": ("vit_tiny_patch16", [1]), "bottom_up": ("convmae_tiny", [0])}
+TINY_TRUNK = {"net": ("mae_vit_tiny", [1]), "bottom_up": ("convmae_tiny", [0])}
 ORACLE_MASK_SIZE = 256  # per-box mask grid of the oracle: the round trip keeps every mask IoU >= 0.99 (measured)
 
 
-def load_tool():
-    """tools/train_det.py as a module, run in this process (detectron2 is imported once for all rows)."""
-    if str(ROOT / "tools") not in sys.path:
-        sys.path.append(str(ROOT / "tools"))  # for its `import _toolpath`; appended: must not shadow `pretrain`
-    spec = importlib.util.spec_from_file_location("train_det", ROOT / "tools" / "train_det.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-train_det = load_tool()
+train_det = load_tool("train_det")
 
 
 @pytest.fixture(scope="module")

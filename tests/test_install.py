@@ -47,8 +47,8 @@ def test_pretrain_and_backbones_import_without_the_frameworks():
         import pretrain, pretrain.models, pretrain.encoders, pretrain.weights, transfer.backbones
         from pretrain.models import build_model
         from transfer.backbones import build_backbone
-        build_model("mae_vit_tiny_patch16")
-        out = build_backbone("vit_tiny_patch16")(torch.zeros(1, 3, 128, 128))
+        build_model("mae_vit_tiny")
+        out = build_backbone("mae_vit_tiny")(torch.zeros(1, 3, 128, 128))
         print(sorted(out))
     """)
     proc = subprocess.run([sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -88,3 +88,14 @@ def test_install_keeps_the_users_torch(tmp_path, extra):
     assert "mimtoolkit" in installed
     assert not installed & {"torch", "torchvision"}, sorted(installed)
     assert not installed & {"mmcv", "mmsegmentation", "mmengine"}, sorted(installed)
+
+
+def test_no_tool_shadows_a_package_and_tools_run_as_scripts(tmp_path):
+    """Python puts a script's folder first on sys.path: a tools/<package>.py would shadow the package."""
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    assert {"pretrain", "transfer"} <= packages
+    assert not {p.stem for p in (ROOT / "tools").glob("*.py")} & packages
+    for tool in ("train_mim.py", "model_info.py"):
+        proc = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "--help"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr[-2000:]

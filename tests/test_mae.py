@@ -13,7 +13,7 @@ from pretrain.models.reconstruction import patchify, reconstruction_loss, unpatc
 
 def tiny(**kw):
     torch.manual_seed(0)
-    return build_model("mae_vit_tiny_patch16", **kw).eval()
+    return build_model("mae_vit_tiny", **kw).eval()
 
 
 def official_sincos(embed_dim: int, grid_size: int) -> np.ndarray:
@@ -172,7 +172,7 @@ def test_other_image_size_uses_its_grid():
     assert pred.shape == (1, 15, 768) and torch.isfinite(loss)
     assert model.unpatchify(pred, (3, 5)).shape == imgs.shape
     # equals running the same weights built for that size
-    other = build_model("mae_vit_tiny_patch16", img_size=(48, 80)).eval()
+    other = build_model("mae_vit_tiny", img_size=(48, 80)).eval()
     other.load_state_dict({k: v for k, v in model.state_dict().items() if "pos_embed" not in k}, strict=False)
     assert torch.allclose(other.pos_embed[0], get_2d_sincos_pos_embed(96, (3, 5), cls_token=True))
     with torch.no_grad():
@@ -182,7 +182,7 @@ def test_other_image_size_uses_its_grid():
 
 # ---- checkpoints --------------------------------------------------------------------------------
 def test_encoder_only_checkpoint_roundtrip(tmp_path):
-    src, dst = tiny(), build_model("mae_vit_tiny_patch16")
+    src, dst = tiny(), build_model("mae_vit_tiny")
     enc = src.encoder_state_dict()
     assert not any(k.startswith("decoder") or k == "mask_token" for k in enc)
     assert {"cls_token", "pos_embed", "norm.weight", "patch_embed.proj.weight"} <= set(enc)
@@ -196,7 +196,7 @@ def test_encoder_only_checkpoint_roundtrip(tmp_path):
 
 def test_wrong_checkpoint_names_keys():
     model = tiny()
-    other = build_model("mae_vit_tiny_patch16", embed_dim=64, num_heads=2, depth=3)
+    other = build_model("mae_vit_tiny", embed_dim=64, num_heads=2, depth=3)
     with pytest.raises(CheckpointMismatchError, match=r"blocks\.0\..*\(64.*vs model.*96|unexpected.*blocks\.2"):
         load_pretrained(model, other.encoder_state_dict(), name="other")
     enc = model.encoder_state_dict()

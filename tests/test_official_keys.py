@@ -11,13 +11,15 @@ import torch
 
 from pretrain.models import build_model
 from pretrain.models.checkpoint import CheckpointMismatchError, load_pretrained, load_state_dict_checked
+from pretrain.encoders import ENCODERS
 
 DATA = Path(__file__).parent / "data" / "official_keys"
-NAMES = ["mae_vit_base_patch16", "mae_vit_large_patch16", "mae_vit_huge_patch14", "sim_vit_base_patch16"]
+NAMES = ["mae_vit_base", "mae_vit_large", "mae_vit_huge", "sim_vit_base"]
 
 
 def official(name: str) -> dict:
-    return json.loads((DATA / f"{name}.json").read_text())
+    """The official keys of encoder ``name``, stored under the official model's function name."""
+    return json.loads((DATA / f"{ENCODERS[name].pretrain_factory}.json").read_text())
 
 
 def distinct_state_dict(keys: dict[str, list[int]], offset: int = 0) -> dict[str, torch.Tensor]:
@@ -44,10 +46,10 @@ def test_keys_and_shapes_equal_official(name):
 @pytest.fixture(scope="module")
 def mae_base():
     torch.manual_seed(0)
-    return build_model("mae_vit_base_patch16")
+    return build_model("mae_vit_base")
 
 
-@pytest.mark.parametrize("name", ["mae_vit_base_patch16", "sim_vit_base_patch16"])
+@pytest.mark.parametrize("name", ["mae_vit_base", "sim_vit_base"])
 def test_full_official_state_dict_loads_strictly(name, mae_base):
     model = mae_base if name.startswith("mae") else build_model(name)
     sd = distinct_state_dict(official(name)["keys"])
@@ -58,7 +60,7 @@ def test_full_official_state_dict_loads_strictly(name, mae_base):
 
 
 def test_encoder_only_official_checkpoint(mae_base, tmp_path):
-    keys = official("mae_vit_base_patch16")["keys"]
+    keys = official("mae_vit_base")["keys"]
     decoder = {k for k in keys if k.startswith("decoder_") or k == "mask_token"}
     enc = distinct_state_dict({k: v for k, v in keys.items() if k not in decoder}, offset=1000)
     path = tmp_path / "mae_pretrain_vit_base.pth"
@@ -69,13 +71,13 @@ def test_encoder_only_official_checkpoint(mae_base, tmp_path):
 
 
 def test_wrong_architecture_fails_naming_keys_and_shapes(mae_base):
-    large = {k: torch.empty(v, device="meta") for k, v in official("mae_vit_large_patch16")["keys"].items()}
+    large = {k: torch.empty(v, device="meta") for k, v in official("mae_vit_large")["keys"].items()}
     with pytest.raises(CheckpointMismatchError) as err:
         load_pretrained(mae_base, large, name="mae_pretrain_vit_large.pth")
     msg = str(err.value)
     assert "mae_pretrain_vit_large.pth" in msg
     assert "shape mismatch" in msg and "cls_token: checkpoint (1, 1, 1024) vs model (1, 1, 768)" in msg
     assert "unexpected" in msg and "blocks.12." in msg
-    sim = {k: torch.empty(v, device="meta") for k, v in official("sim_vit_base_patch16")["keys"].items()}
+    sim = {k: torch.empty(v, device="meta") for k, v in official("sim_vit_base")["keys"].items()}
     with pytest.raises(CheckpointMismatchError, match=r"missing.*norm\.weight"):  # SIM has no final norm
         load_pretrained(mae_base, {k: v for k, v in sim.items() if not k.startswith(("mm_", "decoder", "pro", "pre"))})

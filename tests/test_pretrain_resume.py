@@ -17,7 +17,7 @@ import pytest
 import torch
 from pretrain_toy import ROOT, config_path, write_images
 
-TOOL = os.path.join(ROOT, "tools", "pretrain.py")
+TOOL = os.path.join(ROOT, "tools", "train_mim.py")
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
 
 

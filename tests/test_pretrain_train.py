@@ -57,7 +57,7 @@ def test_export_then_load_round_trip(tmp_path, model):
     summary, _ = run(tmp_path, model, "max_iters=2", "epochs=2", "vis_every_epochs=0")
     ckpt = sorted((tmp_path / "out").glob("checkpoint-*.pth"))[-1]
     out = tmp_path / "exported.pth"
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "pretrain.py"), "--export", str(ckpt),
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train_mim.py"), "--export", str(ckpt),
                     "--output", str(out)], check=True)
     exported = torch.load(out, map_location="cpu", weights_only=True)
     assert set(exported) == {"model"}
@@ -76,7 +76,7 @@ def test_export_then_load_round_trip(tmp_path, model):
 
 def test_config_files_and_overrides():
     cfg = load_config(config_path("sim_tiny_toy.py"), ["epochs=3", "model_kwargs.neg_weight=0.5", "dtype=bfloat16"])
-    assert cfg["model"] == "sim_vit_tiny_patch16" and cfg["img_size"] == 64  # from the _base_ file
+    assert cfg["model"] == "sim_vit_tiny" and cfg["img_size"] == 64  # from the _base_ file
     assert cfg["epochs"] == 3 and cfg["model_kwargs"] == {"neg_weight": 0.5} and cfg["dtype"] == "bfloat16"
     with pytest.raises(KeyError, match="unknown config keys"):
         load_config(config_path("mae_tiny_toy.py"), ["epoch=3"])
@@ -95,7 +95,7 @@ def test_schedules_and_param_groups():
     assert lr_at(0, cfg, 1.0) == 0 and lr_at(20, cfg, 1.0) == 0.5 and lr_at(40, cfg, 1.0) == 1.0
     assert abs(lr_at(420, cfg, 1.0) - 0.5) < 1e-12 and lr_at(800, cfg, 1.0) < 1e-12
     assert momentum_at(0, cfg) == 0.995 and abs(momentum_at(800, cfg) - 1.0) < 1e-12
-    model = build_model("mae_vit_tiny_patch16")
+    model = build_model("mae_vit_tiny")
     decay, no_decay = param_groups(model, 0.05, no_wd_tokens=True)
     names = {id(p): n for n, p in model.named_parameters()}
     nd = {names[id(p)] for p in no_decay["params"]}

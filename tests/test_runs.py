@@ -3,7 +3,6 @@ killed run does not leave stuck, checkpoints never visible half-written under th
 pretraining command line (--resume / --resume-from / --overwrite) and values checked up front."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -19,26 +18,16 @@ from pretrain_toy import ROOT, config_path, write_images
 
 from pretrain.engine import ConfigError, load_config, train, validate_config
 from pretrain.run_dir import LOCK_NAME, RunDirError, claim_run_dir
+from tool_module import load_tool
 
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
 TINY = ["max_iters=1", "epochs=1", "vis_every_epochs=0", "log_interval=1"]  # one iteration of the toy MAE
 
 
-def load_tool(name: str):
-    """tools/<name>.py as a module: its ``main`` / ``cli`` run in this process, with the user's argv."""
-    tools = os.path.join(ROOT, "tools")
-    if tools not in sys.path:
-        sys.path.append(tools)  # for its `import _toolpath`; appended: must not shadow `pretrain`
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(tools, f"{name}.py"))
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # (dataclasses look it up there)
-    spec.loader.exec_module(module)
-    return module
-
-
 def pretrain(data: str, out: str, *args: str) -> str | None:
-    """tools/pretrain.py with these arguments -> None, or the message it exited with."""
+    """tools/train_mim.py with these arguments -> None, or the message it exited with."""
     try:
-        load_tool("pretrain").main(["--config", config_path("mae_tiny_toy.py"), "--data", data, "--output", out,
+        load_tool("train_mim").main(["--config", config_path("mae_tiny_toy.py"), "--data", data, "--output", out,
                                     *args])
     except SystemExit as e:
         return str(e.code)
@@ -172,7 +161,7 @@ def test_impossible_values_are_refused_before_anything_is_built(tmp_path, overri
 
 def test_every_bad_value_is_listed_at_once_through_the_cli(tmp_path):
     data, out = write_images(str(tmp_path / "data"), 8, 64), str(tmp_path / "out")
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "pretrain.py"), "--config", config_path("mae_tiny_toy.py"),
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "train_mim.py"), "--config", config_path("mae_tiny_toy.py"),
            "--data", data, "--output", out, "batch_size=-4", "epochs=0"]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
@@ -288,7 +277,7 @@ def test_segmentation_runs_save_through_the_atomic_backend(tmp_path):
 
     for split in ADE_SPLITS:
         os.makedirs(tmp_path / split)
-    for backbone in ("vit_tiny", "mae_vit_base"):  # the toy row and a paper row
+    for backbone in ("mae_vit_tiny", "mae_vit_base"):  # the toy row and a paper row
         cfg = build_config(config_for_backbone(backbone), dataset=str(tmp_path), work_dir=str(tmp_path / "w"))
         assert cfg.default_hooks.checkpoint.backend_args == dict(backend=BACKEND), backbone
 
@@ -300,23 +289,29 @@ def used_run_dir(path) -> None:
         (path / "model_final.pth").write_bytes(b"an earlier run")
 
 
-def test_detection_refuses_a_used_output_and_one_in_use(tmp_path):
-    tool = load_tool("train_det")
-    args = ["--backbone", "vit_tiny", "--dataset", "toy", "--from-scratch", "--output"]
+def assert_refuses_used_and_busy_folders(run, tmp_path) -> None:
+    """``run(folder, *extra)`` runs a tool into ``folder``: a folder holding another run is refused and
+    left untouched; one that another (then SIGKILLed) process holds is refused, even with --resume."""
     used_run_dir(tmp_path / "used")
     with pytest.raises(SystemExit) as exit_:
-        tool.cli(args + [str(tmp_path / "used")])
+        run(str(tmp_path / "used"))
     assert "used already holds a run (model_final.pth)" in str(exit_.value.code)
     assert "--overwrite" in str(exit_.value.code)
     assert sorted(os.listdir(tmp_path / "used")) == [LOCK_NAME, "model_final.pth"]  # untouched
     holder = hold(str(tmp_path / "busy"))
     try:
         with pytest.raises(SystemExit) as exit_:
-            tool.cli(args + [str(tmp_path / "busy"), "--resume"])
+            run(str(tmp_path / "busy"), "--resume")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert f"in use by another run right now (process {holder.pid}" in str(exit_.value.code)
+
+
+def test_detection_refuses_a_used_output_and_one_in_use(tmp_path):
+    tool = load_tool("train_det")
+    args = ["--backbone", "mae_vit_tiny", "--dataset", "toy", "--from-scratch", "--output"]
+    assert_refuses_used_and_busy_folders(lambda folder, *extra: tool.cli([*args, folder, *extra]), tmp_path)
 
 
 def test_segmentation_refuses_a_used_work_dir_and_one_in_use(tmp_path):
@@ -325,17 +320,5 @@ def test_segmentation_refuses_a_used_work_dir_and_one_in_use(tmp_path):
     tool = load_tool("train_seg")
     for split in ADE_SPLITS:  # the layout check passes; the refusal comes before any data is read
         os.makedirs(tmp_path / "ade" / split)
-    args = ["--backbone", "vit_tiny", "--dataset", str(tmp_path / "ade"), "--work-dir"]
-    used_run_dir(tmp_path / "used")
-    with pytest.raises(SystemExit) as exit_:
-        tool.main(args + [str(tmp_path / "used")])
-    assert "already holds a run (model_final.pth)" in str(exit_.value.code) and "--overwrite" in str(exit_.value.code)
-    assert sorted(os.listdir(tmp_path / "used")) == [LOCK_NAME, "model_final.pth"]
-    holder = hold(str(tmp_path / "busy"))
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            tool.main(args + [str(tmp_path / "busy"), "--resume"])
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-    assert f"in use by another run right now (process {holder.pid}" in str(exit_.value.code)
+    args = ["--backbone", "mae_vit_tiny", "--dataset", str(tmp_path / "ade"), "--work-dir"]
+    assert_refuses_used_and_busy_folders(lambda folder, *extra: tool.main([*args, folder, *extra]), tmp_path)

@@ -53,7 +53,7 @@ def test_bias_table_with_class_token_entries():
 def tiny(**kw):
     cfg = dict(img_size=64, pretrain_img_size=64, embed_dim=32, depth=2, num_heads=2, global_blocks=(0, 1),
                use_rel_pos=False, use_rel_pos_bias=True, init_values=1.0, out_indices=(0, 1))
-    return build_backbone("vit_tiny_patch16", **{**cfg, **kw})
+    return build_backbone("mae_vit_tiny", **{**cfg, **kw})
 
 
 def test_class_token_takes_part_in_attention():

@@ -48,7 +48,7 @@ def mmseg_mae(img: int) -> dict:
 def ours_mae(img: int) -> dict:
     """The MAE paper row's MIMViT at the same sizes."""
     cfg = Config.fromfile(config_for_backbone("mae_vit_base")).model.backbone.to_dict()
-    cfg.update(name="vit_tiny_patch16", pretrained=None, img_size=img, pretrain_img_size=img, embed_dim=DIM,
+    cfg.update(name="mae_vit_tiny", pretrained=None, img_size=img, pretrain_img_size=img, embed_dim=DIM,
                depth=DEPTH, num_heads=HEADS, global_blocks=tuple(range(DEPTH)), out_indices=tuple(range(DEPTH)))
     return cfg
 
@@ -78,7 +78,7 @@ def ade_root(tmp_path_factory) -> str:
 
 
 SHRINK = {  # the MAE paper row with a 32-d, 4-block backbone; heads narrowed for CPU time
-    "model.backbone.name": "vit_tiny_patch16", "model.backbone.embed_dim": DIM, "model.backbone.depth": DEPTH,
+    "model.backbone.name": "mae_vit_tiny", "model.backbone.embed_dim": DIM, "model.backbone.depth": DEPTH,
     "model.backbone.num_heads": HEADS, "model.backbone.global_blocks": tuple(range(DEPTH)),
     "model.backbone.out_indices": tuple(range(DEPTH)), "model.neck.embed_dim": DIM,
     "model.decode_head.in_channels": [DIM] * 4, "model.decode_head.channels": 16,
@@ -123,7 +123,12 @@ def test_mmseg_segmentor_checkpoint_loads_strictly_into_the_paper_row(tmp_path, 
         got, want = ours.encode_decode(x, metas), theirs.encode_decode(x, metas)
     # perturbed heads give logits in the thousands: float32 summation order differs at 1e-7 relative
     assert (got - want).abs().max() <= 1e-6 * want.abs().max()
-    assert torch.equal(got.argmax(1), want.argmax(1))
+    # the same class wherever the top two logits are not tied within that precision (ties flip with
+    # the thread count)
+    top2 = want.topk(2, dim=1).values
+    decided = (top2[:, 0] - top2[:, 1]) > 1e-5 * want.abs().max()
+    assert decided.float().mean() > 0.99
+    assert torch.equal(got.argmax(1)[decided], want.argmax(1)[decided])
 
     # a checkpoint that lacks a block is refused, naming what it lacks (mmengine alone would warn and go on)
     state = {k: v for k, v in theirs.state_dict().items() if not k.startswith("backbone.layers.3.")}

@@ -92,7 +92,7 @@ def toy_root(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize("config, model_name, overrides", [
-    ("toy_upernet_vit_tiny.py", "mae_vit_tiny_patch16", dict(depth=4)),
+    ("toy_upernet_vit_tiny.py", "mae_vit_tiny", dict(depth=4)),
     ("toy_upernet_convmae_tiny.py", "convmae_tiny", {}),
 ])
 @pytest.mark.parametrize("route", ["weights", "init_cfg"])
@@ -238,10 +238,10 @@ def test_per_block_rel_pos_bias_and_layer_scale(window):
 def test_backbones_take_name_and_refuse_arch():
     """README: ``backbone=dict(type="MIMViT", name=...)`` (detectron2's MIMBackbone takes name= too);
     the old arch= is refused naming name=."""
-    vit = MODELS.build(dict(type="MIMViT", name="vit_tiny_patch16", out_indices=(0, 1)))
-    assert vit.name == "vit_tiny_patch16" and vit.net.depth == 2
+    vit = MODELS.build(dict(type="MIMViT", name="mae_vit_tiny", out_indices=(0, 1)))
+    assert vit.name == "mae_vit_tiny" and vit.net.depth == 2
     convmae = MODELS.build(dict(type="MIMConvMAE", name="convmae_tiny"))
     assert convmae.net.arch == "convmae"
-    for cls, name in (("MIMViT", "vit_tiny_patch16"), ("MIMConvMAE", "convmae_tiny")):
+    for cls, name in (("MIMViT", "mae_vit_tiny"), ("MIMConvMAE", "convmae_tiny")):
         with pytest.raises(TypeError, match=r"name=.*not arch="):
             MODELS.build(dict(type=cls, arch=name))

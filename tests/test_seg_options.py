@@ -33,12 +33,12 @@ def toy_root(tmp_path_factory) -> str:
 ])
 def test_misspelled_cfg_options_are_refused_naming_known_keys(tmp_path, toy_root, key, bad, known):
     with pytest.raises(UnknownOptionError, match=rf"'{bad}'.*\b{known}\b"):
-        build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path),
+        build_config(config_for_backbone("mae_vit_tiny"), dataset=toy_root, work_dir=str(tmp_path),
                      cfg_options={key: 2})
 
 
 def test_valid_cfg_options_pass(tmp_path, toy_root):
-    cfg = build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), cfg_options={
+    cfg = build_config(config_for_backbone("mae_vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), cfg_options={
         "train_cfg.max_iters": 3, "model.backbone.depth": 2, "model.backbone.out_indices": [0, 1, 1, 1],
         "optim_wrapper.optimizer.lr": 2e-3, "test_pipeline.1.scale": [96, 96]})
     assert cfg.train_cfg.max_iters == 3 and cfg.model.backbone.depth == 2
@@ -65,23 +65,23 @@ def test_weights_by_official_name_without_a_url_says_where_to_get_it(tmp_path, t
 
 
 def test_toy_row_needs_no_flag(tmp_path, toy_root):
-    cfg = build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path))
+    cfg = build_config(config_for_backbone("mae_vit_tiny"), dataset=toy_root, work_dir=str(tmp_path))
     assert not cfg.model.backbone.get("init_cfg") and not cfg.model.backbone.get("pretrained")
 
 
 def test_shallower_encoder_is_refused_naming_the_flag_and_the_flag_loads_it(tmp_path, toy_root):
-    """Our tiny pretraining model (mae_vit_tiny_patch16: 2 blocks) into the toy row (4 blocks)."""
+    """Our tiny pretraining model (mae_vit_tiny: 2 blocks) into the toy row (4 blocks)."""
     torch.manual_seed(0)
     path = tmp_path / "encoder.pth"
-    torch.save({"model": build_model("mae_vit_tiny_patch16").state_dict()}, path)
+    torch.save({"model": build_model("mae_vit_tiny").state_dict()}, path)
 
-    cfg = build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), weights=str(path))
+    cfg = build_config(config_for_backbone("mae_vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), weights=str(path))
     with pytest.raises(CheckpointMismatchError, match=r"--allow-partial-weights.*"):
         MODELS.build(cfg.model).init_weights()
     with pytest.raises(CheckpointMismatchError, match=r"model\.backbone\.depth"):
         MODELS.build(cfg.model).init_weights()
 
-    cfg = build_config(config_for_backbone("vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), weights=str(path),
+    cfg = build_config(config_for_backbone("mae_vit_tiny"), dataset=toy_root, work_dir=str(tmp_path), weights=str(path),
                        allow_partial_weights=True)
     model = MODELS.build(cfg.model)
     model.init_weights()

@@ -12,8 +12,6 @@ image shapes (512-683 px sides, landscape, portrait, square).
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from mmseg.utils import register_all_modules
 from pretrain.encoders import ENCODERS
 from transfer.seg.train import build_config, config_for_backbone
 from transfer.toy_datasets import ADE_SHAPES, write_ade_shaped
+from tool_module import load_tool
 
 register_all_modules(init_default_scope=True)
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,23 +61,6 @@ def ade_root(tmp_path_factory) -> str:
     return str(write_ade_shaped(tmp_path_factory.mktemp("ade_shaped"), num_train=2))
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def load_tool():
-    if str(ROOT / "tools") not in sys.path:
-        sys.path.append(str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location("train_seg", ROOT / "tools" / "train_seg.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def options(row: str, **extra) -> list[str]:
     pairs = {**shrink(row), **extra}
     return ["--cfg-options"] + [f"{k}={list(v) if isinstance(v, tuple) else v}".replace(" ", "")
@@ -88,7 +70,7 @@ def options(row: str, **extra) -> list[str]:
 @pytest.mark.parametrize("row", PAPER_ROWS)
 def test_paper_row_trains_one_iteration_and_evaluates(tmp_path, ade_root, row, one_thread):
     work = tmp_path / "work"
-    metrics = load_tool().main(
+    metrics = load_tool("train_seg").main(
         ["--backbone", row, "--dataset", ade_root, "--work-dir", str(work), "--from-scratch"]
         + options(row, **{"train_cfg.max_iters": 1, "train_cfg.val_interval": 1})
     )

@@ -3,9 +3,7 @@ learned nothing cannot, --eval-only reproducing it from the saved checkpoint, an
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from PIL import Image
 
 from transfer.seg.checkpoint_io import load_from_local_weights_only
 from transfer.toy_datasets import write_ade_toy
+from tool_module import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 4  # background, square, disk, triangle (toy labels 1..4 after reduce_zero_label)
@@ -24,28 +23,9 @@ NUM_CLASSES = 4  # background, square, disk, triangle (toy labels 1..4 after red
 MIOU_THRESHOLD = 50.0
 
 
-def load_tool():
-    """tools/train_seg.py as a module, run in this process (mmseg is imported once for all runs)."""
-    if str(ROOT / "tools") not in sys.path:
-        sys.path.append(str(ROOT / "tools"))  # for its `import _toolpath`; appended: must not shadow `pretrain`
-    spec = importlib.util.spec_from_file_location("train_seg", ROOT / "tools" / "train_seg.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory) -> str:
     return str(write_ade_toy(tmp_path_factory.mktemp("toy_ade"), num_train=64, num_val=16, size=128, seed=0))
-
-
-@pytest.fixture
-def one_thread():
-    """2 shared CPU cores: intra-op threads only oversubscribe them (measured 5-20x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def chance_miou(root: str) -> float:
@@ -63,28 +43,28 @@ def chance_miou(root: str) -> float:
 @pytest.mark.slow
 def test_toy_training_reaches_miou_and_eval_only_reproduces_it(tmp_path, toy_root, one_thread):
     """400 iterations of the toy ViT UperNet (batch 8, 128x128), about 3 minutes on 2 CPU cores."""
-    tool = load_tool()
+    tool = load_tool("train_seg")
     work_dir = str(tmp_path / "work")
-    trained = tool.main(["--backbone", "vit_tiny", "--dataset", toy_root, "--work-dir", work_dir])
+    trained = tool.main(["--backbone", "mae_vit_tiny", "--dataset", toy_root, "--work-dir", work_dir])
     chance = chance_miou(toy_root)
     print(f"toy ViT UperNet: mIoU {trained['mIoU']:.2f} (chance {chance:.2f}, threshold {MIOU_THRESHOLD})")
     assert MIOU_THRESHOLD > 100.0 / NUM_CLASSES > chance
     assert trained["mIoU"] >= MIOU_THRESHOLD
 
-    evaluated = tool.main(["--backbone", "vit_tiny", "--dataset", toy_root, "--work-dir", work_dir, "--eval-only"])
+    evaluated = tool.main(["--backbone", "mae_vit_tiny", "--dataset", toy_root, "--work-dir", work_dir, "--eval-only"])
     assert evaluated["mIoU"] == pytest.approx(trained["mIoU"], abs=1e-6)
     assert evaluated["aAcc"] == pytest.approx(trained["aAcc"], abs=1e-6)
 
     final = os.path.join(work_dir, "iter_400.pth")
-    evaluated = tool.main(["--backbone", "vit_tiny", "--dataset", toy_root, "--weights", final, "--eval-only",
+    evaluated = tool.main(["--backbone", "mae_vit_tiny", "--dataset", toy_root, "--weights", final, "--eval-only",
                            "--work-dir", str(tmp_path / "eval")])
     assert evaluated["mIoU"] == pytest.approx(trained["mIoU"], abs=1e-6)
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, toy_root, one_thread):
-    tool = load_tool()
+    tool = load_tool("train_seg")
     work_dir = tmp_path / "work"
-    common = ["--backbone", "vit_tiny", "--dataset", toy_root, "--work-dir", str(work_dir), "--cfg-options",
+    common = ["--backbone", "mae_vit_tiny", "--dataset", toy_root, "--work-dir", str(work_dir), "--cfg-options",
               "train_dataloader.batch_size=2", "default_hooks.checkpoint.interval=2",
               "default_hooks.checkpoint.max_keep_ckpts=3", "train_cfg.val_interval=100"]
     tool.main(common + ["train_cfg.max_iters=2"])

@@ -21,7 +21,7 @@ from pretrain.models.sim import unigrad_loss
 
 def tiny(**kw):
     torch.manual_seed(0)
-    return build_model("sim_vit_tiny_patch16", **kw)
+    return build_model("sim_vit_tiny", **kw)
 
 
 def inputs(n=2, num_masked=6, seed=0):
@@ -214,7 +214,7 @@ def test_prediction_depends_only_on_visible_view1_patches():
 
 
 def test_encoder_only_load():
-    src, dst = tiny(), build_model("sim_vit_tiny_patch16")
+    src, dst = tiny(), build_model("sim_vit_tiny")
     enc = src.encoder_state_dict()
     assert set(enc) == {k for k in src.state_dict() if k in ("cls_token", "pos_embed") or k.startswith(("patch_embed.", "blocks."))}
     missing = load_pretrained(dst, enc)

@@ -34,11 +34,11 @@ def _run(*args):
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
 
 
-@pytest.mark.parametrize("model_name", ["mae_vit_tiny_patch16", "convmae_tiny"])
+@pytest.mark.parametrize("model_name", ["mae_vit_tiny", "convmae_tiny"])
 def test_reconstruction_grid(tmp_path, model_name):
     kwargs = {"img_size": 64} if model_name == "convmae_tiny" else {}
     model = build_model(model_name, **kwargs)
-    ours = tmp_path / "ours.pth"  # tools/pretrain.py training checkpoint: the config names the model
+    ours = tmp_path / "ours.pth"  # tools/train_mim.py training checkpoint: the config names the model
     torch.save({"model": model.state_dict(), "config": {"model": model_name, "model_kwargs": kwargs}}, ours)
     out = tmp_path / "rec.png"
     proc = _run("recon", "--checkpoint", str(ours), "--image", *_images(tmp_path), "--out", str(out))
@@ -49,14 +49,14 @@ def test_reconstruction_grid(tmp_path, model_name):
 
 
 def test_official_format_needs_decoder(tmp_path):
-    model = build_model("mae_vit_tiny_patch16")
+    model = build_model("mae_vit_tiny")
     full = tmp_path / "full.pth"
-    torch.save({"model": model.state_dict(), "args": argparse.Namespace(model="mae_vit_tiny_patch16")}, full)
+    torch.save({"model": model.state_dict(), "args": argparse.Namespace(model="mae_vit_tiny")}, full)
     proc = _run("recon", "--checkpoint", str(full), "--image", *_images(tmp_path, 1), "--out", str(tmp_path / "r.png"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     enc = tmp_path / "enc.pth"
     torch.save({"model": model.encoder_state_dict()}, enc)
-    proc = _run("recon", "--checkpoint", str(enc), "--model", "mae_vit_tiny_patch16", "--image",
+    proc = _run("recon", "--checkpoint", str(enc), "--model", "mae_vit_tiny", "--image",
                 *_images(tmp_path, 1), "--out", str(tmp_path / "r.png"))
     assert proc.returncode != 0 and "encoder-only checkpoint" in proc.stderr
 
@@ -78,7 +78,7 @@ def test_detection_drawing(tmp_path):
     torch.save({"model": instantiate(cfg.model).state_dict()}, weights)
     image = sorted((coco / "val").iterdir())[0]
     out = tmp_path / "det.png"
-    proc = _run("det", "--backbone", "vit_tiny", "--weights", str(weights), "--dataset", dataset,
+    proc = _run("det", "--backbone", "mae_vit_tiny", "--weights", str(weights), "--dataset", dataset,
                 "--image", str(image), "--out", str(out), "--score-threshold", "0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert Image.open(out).size == Image.open(image).size

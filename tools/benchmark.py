@@ -42,8 +42,6 @@ import sys
 import time
 from contextlib import nullcontext
 
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
-
 import torch
 
 from pretrain.models import build_model
@@ -244,8 +242,8 @@ def attention(args: argparse.Namespace) -> None:
 
 
 DET_BACKBONES = {  # label -> (transfer.backbones name, overrides)
-    "ViT-B windowed (ViTDet)": ("vit_base_patch16", {}),
-    "ViT-B all global": ("vit_base_patch16", {"window_size": 0}),
+    "ViT-B windowed (ViTDet)": ("mae_vit_base", {}),
+    "ViT-B all global": ("mae_vit_base", {"window_size": 0}),
     "ConvMAE-B (ConvViTDet)": ("convmae_base", {}),
 }
 
@@ -279,11 +277,11 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 t
 
 GPU_SIZES = {  # full: the real models on one H100; tiny: the same code paths in seconds on a CPU
     "full": dict(pre_img=224, pre_batch=128, det_img=1024, det_batch=1, iters=10, warmup=3,
-                 mae="mae_vit_base_patch16", convmae="convmae_base", sim="sim_vit_base_patch16",
-                 vit="vit_base_patch16", convdet="convmae_base", official_ok=True),
+                 mae="mae_vit_base", convmae="convmae_base", sim="sim_vit_base",
+                 vit="mae_vit_base", convdet="convmae_base", official_ok=True),
     "tiny": dict(pre_img=64, pre_batch=2, det_img=64, det_batch=1, iters=1, warmup=1,
-                 mae="mae_vit_tiny_patch16", convmae="convmae_tiny", sim="sim_vit_tiny_patch16",
-                 vit="vit_tiny_patch16", convdet="convmae_tiny", official_ok=False),  # official: 1024 px only
+                 mae="mae_vit_tiny", convmae="convmae_tiny", sim="sim_vit_tiny",
+                 vit="mae_vit_tiny", convdet="convmae_tiny", official_ok=False),  # official: 1024 px only
 }
 
 
@@ -492,10 +490,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="pretraining throughput, memory and MAE's encoder speedup")
-    p.add_argument("--models", nargs="+", default=["mae_vit_base_patch16", "convmae_base", "sim_vit_base_patch16"])
+    p.add_argument("--models", nargs="+", default=["mae_vit_base", "convmae_base", "sim_vit_base"])
     p.add_argument("--batch-sizes", nargs="+", type=int, default=None, help="default: 64 128 on GPU, 4 on CPU")
     p.add_argument("--speedup-models", nargs="+", default=None,
-                   help="default: mae_vit_large_patch16 + mae_vit_huge_patch14 on GPU, mae_vit_base_patch16 on CPU")
+                   help="default: mae_vit_large + mae_vit_huge on GPU, mae_vit_base on CPU")
     p.add_argument("--speedup-batch", type=int, default=None)
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--iters", type=int, default=None)
@@ -540,7 +538,7 @@ def main() -> None:
         return
     args.batch_sizes = args.batch_sizes or ([64, 128] if gpu else [4])
     args.speedup_models = args.speedup_models or (
-        ["mae_vit_large_patch16", "mae_vit_huge_patch14"] if gpu else ["mae_vit_base_patch16"])
+        ["mae_vit_large", "mae_vit_huge"] if gpu else ["mae_vit_base"])
     args.speedup_batch = args.speedup_batch or (64 if gpu else 4)
     pretrain(args)
 

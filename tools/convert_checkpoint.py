@@ -1,5 +1,5 @@
 """Convert a pretraining checkpoint (official MAE / ConvMAE / SIM release, or an encoder.pth of
-tools/pretrain.py) into a checkpoint that detectron2 or mmseg loads into the backbone of one of our
+tools/train_mim.py) into a checkpoint that detectron2 or mmseg loads into the backbone of one of our
 configs, and print what was mapped, resized, dropped and left at initialisation.
 
     python tools/convert_checkpoint.py mae_pretrain_vit_base.pth out/mae_b_d2.pth --to detectron2 --backbone mae_vit_base
@@ -15,8 +15,6 @@ mmseg ``{'state_dict': {'backbone.net.*': ...}}`` (``load_from`` / tools/train_s
 Files that are not pretraining checkpoints, or do not fit the config's backbone, are refused.
 """
 from __future__ import annotations
-
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 
 import argparse
 import sys

@@ -7,8 +7,6 @@ Layout: OUT/coco (COCO-format instances), OUT/ade (mmseg's ADE20K layout), OUT/i
 """
 from __future__ import annotations
 
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
-
 import argparse
 from pathlib import Path
 

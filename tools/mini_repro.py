@@ -8,7 +8,7 @@ help Mask R-CNN and UperNet fine-tuning, compared with random initialisation and
 Steps, each by running the project's own command-line tool (printed before it runs, so any row can
 be redone by hand):
 1. tools/make_toy_data.py: unlabeled images, a COCO-format and an ADE-format toy set;
-2. tools/pretrain.py: tiny MAE, SIM (both the 96-d x 2-block ViT) and ConvMAE (32/48/64) on the
+2. tools/train_mim.py: tiny MAE, SIM (both the 96-d x 2-block ViT) and ConvMAE (32/48/64) on the
    unlabeled images with the toy configs (configs/pretrain/*_tiny_toy.py) -> encoder.pth;
 3. tools/train_det.py: the toy Mask R-CNN rows (configs/det/toy_*.py) from each encoder and from
    random initialisation: same architecture, iterations, learning rate, data order and seed;
@@ -19,12 +19,9 @@ Finished steps (encoder.pth, results.json, a logged mIoU) are reused; --fresh re
 """
 from __future__ import annotations
 
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
-
 import argparse
 import importlib.util
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -38,7 +35,7 @@ from transfer.results import collect_run, format_csv, format_markdown, read_det_
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
 
-# the ViT used by MAE and SIM: mae_vit_tiny_patch16's 96-d x 2 blocks x 3 heads (SIM's tiny default is
+# the ViT used by MAE and SIM: mae_vit_tiny's 96-d x 2 blocks x 3 heads (SIM's tiny default is
 # 64-d; widened here so both share one architecture and one random-initialisation baseline)
 SIM_AS_VIT_TINY = ["model_kwargs.embed_dim=96", "model_kwargs.num_heads=3"]
 VIT_DESC = "ViT-tiny (96-d, 2 blocks)"
@@ -62,8 +59,8 @@ INITS = [
     Init("random_convmae", "convmae", None),
     Init("convmae", "convmae", "configs/pretrain/convmae_tiny_toy.py"),
 ]
-DET_BACKBONE = {"vit": "vit_tiny", "convmae": "convmae_tiny"}
-SEG_BACKBONE = {"vit": "vit_tiny", "convmae": "convmae_tiny"}
+DET_BACKBONE = {"vit": "mae_vit_tiny", "convmae": "convmae_tiny"}
+SEG_BACKBONE = {"vit": "mae_vit_tiny", "convmae": "convmae_tiny"}
 # the toy UperNet ViT has 4 blocks; the pretrained tiny ViT has 2: every ViT init uses 2 (random too)
 SEG_VIT_AT_PRETRAINED_DEPTH = ["model.backbone.depth=2", "model.backbone.global_blocks=[0,1]",
                                "model.backbone.out_indices=[0,0,1,1]", "optim_wrapper.paramwise_cfg.num_layers=2"]
@@ -104,19 +101,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> list[dict]:
-    args = parse_args(argv)
-    out = Path(args.output).resolve()
-    data = out / "data"
-    inits = [i for i in INITS if not args.only or i.name in args.only]
-    t_start = time.time()
-
-    # 1. data -------------------------------------------------------------------------------------
+def make_data(args, data: Path, out: Path) -> None:
+    """Step 1: the toy sets (unlabeled images, COCO-format, ADE-format)."""
     if args.fresh or not (data / "ade" / "images" / "validation").is_dir():
         sizes = ["--num-train", "16", "--num-val", "4"] if args.quick else []
         run_tool("make_toy_data.py", ["--out", str(data), *sizes], out / "logs" / "data.log")
 
-    # 2. pretraining ------------------------------------------------------------------------------
+
+def pretrain_all(args, inits: list[Init], data: Path, out: Path) -> dict[str, str | None]:
+    """Step 2: pretrain each initialisation's encoder; {init name: encoder.pth or None (random init)}."""
     pre_overrides = ["epochs=1", "warmup_epochs=0", "vis_every_epochs=0"] if args.quick else []
     encoders: dict[str, str | None] = {}
     for init in inits:
@@ -126,66 +119,85 @@ def main(argv=None) -> list[dict]:
         run_dir = out / "pretrain" / init.name
         encoder = run_dir / "encoder.pth"
         if args.fresh or not encoder.is_file():
-            run_tool("pretrain.py", ["--config", init.pretrain_config, "--data", str(data / "images"),
+            run_tool("train_mim.py", ["--config", init.pretrain_config, "--data", str(data / "images"),
                                      "--output", str(run_dir), "--overwrite", *pre_overrides,
                                      *init.pretrain_overrides],
                      out / "logs" / f"pretrain_{init.name}.log")
         encoders[init.name] = str(encoder)
+    return encoders
 
-    def pretraining_desc(init: Init) -> str:
-        if init.pretrain_config is None:
-            return "random init"
-        cfg = json.loads((out / "pretrain" / init.name / "config.json").read_text())
-        iters = [json.loads(line) for line in open(out / "pretrain" / init.name / "log.jsonl") if line.startswith("{")]
-        return f"{init.name.upper()} toy, {iters[-1]['iteration'] if iters else '?'} it x {cfg['batch_size']}"
 
-    run_dirs: list[Path] = []
-    # 3. detection --------------------------------------------------------------------------------
-    if not args.no_det:
-        coco = data / "coco"
-        dataset = (f"{coco}/annotations/instances_train.json:{coco}/train,"
-                   f"{coco}/annotations/instances_val.json:{coco}/val")
-        n = 4  # quick mode; the full run keeps the toy rows' own schedule (configs/det/toy_*.py)
-        det_opts = [f"train.seed={args.seed}"]
-        if args.quick:
-            det_opts += [f"train.max_iter={n}", f"train.eval_period={n}", f"train.checkpointer.period={n}",
-                         "train.log_period=1", f"lr_multiplier.scheduler.milestones=[{n - 2},{n - 1}]",
-                         f"lr_multiplier.scheduler.num_updates={n}"]
-        for init in inits:
-            run_dir = out / "det" / init.name
-            if args.fresh or read_det_metrics(run_dir) is None:
-                weights = ["--weights", encoders[init.name]] if encoders[init.name] else []
-                run_tool("train_det.py", ["--backbone", DET_BACKBONE[init.arch], "--dataset", dataset,
-                                          "--output", str(run_dir), "--overwrite", *weights, *det_opts],
-                         out / "logs" / f"det_{init.name}.log")
-            write_info(run_dir, row="mini_repro_det", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
-                       pretraining=pretraining_desc(init), schedule=f"toy Mask R-CNN, {det_iters(run_dir)} it x 4 img")
-            run_dirs.append(run_dir)
+def pretraining_desc(init: Init, out: Path) -> str:
+    if init.pretrain_config is None:
+        return "random init"
+    cfg = json.loads((out / "pretrain" / init.name / "config.json").read_text())
+    iters = [json.loads(line) for line in open(out / "pretrain" / init.name / "log.jsonl") if line.startswith("{")]
+    return f"{init.name.upper()} toy, {iters[-1]['iteration'] if iters else '?'} it x {cfg['batch_size']}"
 
-    # 4. segmentation -----------------------------------------------------------------------------
+
+def finetune_det(args, inits: list[Init], encoders: dict, data: Path, out: Path) -> list[Path]:
+    """Step 3: the toy Mask R-CNN from each initialisation."""
+    coco = data / "coco"
+    dataset = (f"{coco}/annotations/instances_train.json:{coco}/train,"
+               f"{coco}/annotations/instances_val.json:{coco}/val")
+    n = 4  # quick mode; the full run keeps the toy rows' own schedule (configs/det/toy_*.py)
+    det_opts = [f"train.seed={args.seed}"]
+    if args.quick:
+        det_opts += [f"train.max_iter={n}", f"train.eval_period={n}", f"train.checkpointer.period={n}",
+                     "train.log_period=1", f"lr_multiplier.scheduler.milestones=[{n - 2},{n - 1}]",
+                     f"lr_multiplier.scheduler.num_updates={n}"]
+    run_dirs = []
+    for init in inits:
+        run_dir = out / "det" / init.name
+        if args.fresh or read_det_metrics(run_dir) is None:
+            weights = ["--weights", encoders[init.name]] if encoders[init.name] else []
+            run_tool("train_det.py", ["--backbone", DET_BACKBONE[init.arch], "--dataset", dataset,
+                                      "--output", str(run_dir), "--overwrite", *weights, *det_opts],
+                     out / "logs" / f"det_{init.name}.log")
+        write_info(run_dir, row="mini_repro_det", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
+                   pretraining=pretraining_desc(init, out), schedule=f"toy Mask R-CNN, {det_iters(run_dir)} it x 4 img")
+        run_dirs.append(run_dir)
+    return run_dirs
+
+
+def finetune_seg(args, inits: list[Init], encoders: dict, data: Path, out: Path) -> list[Path]:
+    """Step 4: the toy UperNet from each initialisation."""
+    n = 4  # quick mode; the full run keeps the toy rows' own schedule (configs/seg/toy_*.py)
+    run_dirs = []
+    for init in inits:
+        run_dir = out / "seg" / init.name
+        if args.fresh or read_seg_metrics(run_dir) is None:
+            opts = [f"randomness.seed={args.seed}"]
+            if init.arch == "vit":
+                opts += SEG_VIT_AT_PRETRAINED_DEPTH
+            if args.quick:
+                opts += [f"train_cfg.max_iters={n}", f"train_cfg.val_interval={n}",
+                         f"default_hooks.checkpoint.interval={n}", "default_hooks.logger.interval=1"]
+            weights = ["--weights", encoders[init.name]] if encoders[init.name] else []
+            run_tool("train_seg.py", ["--backbone", SEG_BACKBONE[init.arch], "--dataset", str(data / "ade"),
+                                      "--work-dir", str(run_dir), "--overwrite", *weights,
+                                      "--cfg-options", *opts],
+                     out / "logs" / f"seg_{init.name}.log")
+        write_info(run_dir, row="mini_repro_seg", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
+                   pretraining=pretraining_desc(init, out), schedule=f"toy UperNet, {seg_iters(run_dir)} it")
+        run_dirs.append(run_dir)
+    return run_dirs
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    out = Path(args.output).resolve()
+    data = out / "data"
+    inits = [i for i in INITS if not args.only or i.name in args.only]
+    t_start = time.time()
+    make_data(args, data, out)
+    encoders = pretrain_all(args, inits, data, out)
+    run_dirs = [] if args.no_det else finetune_det(args, inits, encoders, data, out)
     if not args.no_seg and not mmseg_available():
         print("segmentation skipped: mmseg / mmcv are not installed in this environment", flush=True)
     elif not args.no_seg:
-        n = 4  # quick mode; the full run keeps the toy rows' own schedule (configs/seg/toy_*.py)
-        for init in inits:
-            run_dir = out / "seg" / init.name
-            if args.fresh or read_seg_metrics(run_dir) is None:
-                opts = [f"randomness.seed={args.seed}"]
-                if init.arch == "vit":
-                    opts += SEG_VIT_AT_PRETRAINED_DEPTH
-                if args.quick:
-                    opts += [f"train_cfg.max_iters={n}", f"train_cfg.val_interval={n}",
-                             f"default_hooks.checkpoint.interval={n}", "default_hooks.logger.interval=1"]
-                weights = ["--weights", encoders[init.name]] if encoders[init.name] else []
-                run_tool("train_seg.py", ["--backbone", SEG_BACKBONE[init.arch], "--dataset", str(data / "ade"),
-                                          "--work-dir", str(run_dir), "--overwrite", *weights,
-                                          "--cfg-options", *opts],
-                         out / "logs" / f"seg_{init.name}.log")
-            write_info(run_dir, row="mini_repro_seg", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
-                       pretraining=pretraining_desc(init), schedule=f"toy UperNet, {seg_iters(run_dir)} it")
-            run_dirs.append(run_dir)
-
-    # 5. table ------------------------------------------------------------------------------------
+        run_dirs += finetune_seg(args, inits, encoders, data, out)
+    # 5. the table
     rows = [collect_run(d, paper={}) for d in run_dirs]
     table, table_csv = format_markdown(rows), format_csv(rows)
     (out / "table.md").write_text(table + "\n")

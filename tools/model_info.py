@@ -1,6 +1,6 @@
 """Parameters and FLOPs of registered pretraining models (MAE, ConvMAE, SIM).
 
-    python tools/model_info.py mae_vit_base_patch16 convmae_base sim_vit_base_patch16 [--img-size 224]
+    python tools/model_info.py mae_vit_base convmae_base sim_vit_base [--img-size 224]
 
 One forward of one image, traced by fvcore's FlopCountAnalysis (1 multiply-add = 1 flop, the
 papers' convention), attention included (``aten::scaled_dot_product_attention``, which fvcore does
@@ -11,20 +11,15 @@ recipe), identical crops; the full forward includes the momentum encoder on the 
 """
 from __future__ import annotations
 
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
-
 import argparse
 import random
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-
-from pretrain.models import build_model  # noqa: E402
-from pretrain.models.masking import block_wise_mask  # noqa: E402
-from pretrain.models.pos_embed import RelativeCrop, relative_crop  # noqa: E402
+from pretrain.models import build_model
+from pretrain.models.masking import block_wise_mask
+from pretrain.models.pos_embed import RelativeCrop, relative_crop
 
 
 class _Call(nn.Module):

@@ -10,8 +10,6 @@ row is the config name (the tools' default dir names) or run_info.json's "row".
 """
 from __future__ import annotations
 
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
-
 import argparse
 import sys
 

@@ -2,7 +2,7 @@
 
     python tools/train_det.py --backbone mae_vit_base                 # COCO, from the checkpoint the row names
     python tools/train_det.py --backbone convmae_base --weights convmae_base.pth             # a local copy
-    python tools/train_det.py --backbone vit_tiny --dataset toy                              # CPU toy run
+    python tools/train_det.py --backbone mae_vit_tiny --dataset toy                              # CPU toy run
     python tools/train_det.py --backbone mae_vit_base --eval-only --weights output/model_final.pth
     python tools/train_det.py --backbone mae_vit_base --num-gpus 8 train.max_iter=1000       # overrides
 
@@ -16,8 +16,6 @@ Initial weights: a paper row starts from the official checkpoint its config name
 replaces it, ``--from-scratch`` starts from random initialisation instead. The log says which.
 """
 from __future__ import annotations
-
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 
 import argparse
 import json
@@ -36,6 +34,7 @@ from pretrain.checkpoint_io import CheckpointError
 from pretrain.encoders import OFFICIAL_WEIGHTS
 from pretrain.weights import ChecksumError, WeightsNotFoundError, resolve_weights
 from pretrain.run_dir import RunDirError, claim_run_dir
+from transfer.det.log_setup import keep_environment_dump_off_screen
 from transfer.det.configs import (
     BACKBONE_CONFIGS, ConfigValueError, check_override_keys, check_train_values, config_for_backbone,
 )
@@ -150,6 +149,7 @@ def setup(args):
     cfg.train.device = "cuda" if args.num_gpus > 0 else "cpu"
     cfg.train.init_checkpoint = init.path
     cfg.train.allow_partial_weights = args.allow_partial_weights
+    keep_environment_dump_off_screen(output, comm.get_rank())  # log.txt keeps it
     default_setup(cfg, args)
     logging.getLogger("detectron2").log(logging.WARNING if init.loud else logging.INFO, "==> %s", init.message)
     return cfg

@@ -2,10 +2,10 @@
 
     python tools/train_seg.py --backbone mae_vit_base \
         --dataset data/ade/ADEChallengeData2016 --launcher pytorch          # under torchrun, 8 GPUs
-    python tools/train_seg.py --backbone vit_tiny --dataset toy              # CPU toy run
-    python tools/train_seg.py --backbone vit_tiny --dataset toy --eval-only  # last checkpoint of the work dir
+    python tools/train_seg.py --backbone mae_vit_tiny --dataset toy              # CPU toy run
+    python tools/train_seg.py --backbone mae_vit_tiny --dataset toy --eval-only  # last checkpoint of the work dir
     python tools/train_seg.py --backbone convmae_base --resume --work-dir work_dirs/seg/convmae
-    python tools/train_seg.py --backbone vit_tiny --dataset toy --cfg-options train_cfg.max_iters=100
+    python tools/train_seg.py --backbone mae_vit_tiny --dataset toy --cfg-options train_cfg.max_iters=100
 
 --backbone picks the paper config (configs/seg/); --config FILE runs any mmengine config instead.
 Weights: each paper row starts from its paper's checkpoint, named in its config (mae_pretrain_vit_base,
@@ -18,8 +18,6 @@ Toy rows start from random initialisation. The log says which weights were loade
 path of a folder in mmseg's ADE20K layout. Prints the final mIoU / mAcc / aAcc.
 """
 from __future__ import annotations
-
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 
 import argparse
 import json

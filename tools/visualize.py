@@ -2,23 +2,21 @@
 
     # MAE / ConvMAE reconstructions (rows: masked input / reconstruction + visible patches / original)
     python tools/visualize.py recon --checkpoint output/mae_tiny_toy/checkpoint-00000960.pth --image a.jpg b.jpg --out rec.png
-    python tools/visualize.py recon --checkpoint mae_visualize_vit_large.pth --model mae_vit_large_patch16 --image a.jpg --out rec.png
+    python tools/visualize.py recon --checkpoint mae_visualize_vit_large.pth --model mae_vit_large --image a.jpg --out rec.png
     # detection predictions of a trained detector (boxes, masks, class names; detectron2's Visualizer)
-    python tools/visualize.py det --backbone vit_tiny --weights output/det/toy_vitdet_tiny/model_final.pth --dataset toy \
+    python tools/visualize.py det --backbone mae_vit_tiny --weights output/det/toy_vitdet_tiny/model_final.pth --dataset toy \
         --image datasets/toy/coco/val/000000.jpg --out det.png
     # segmentation predictions of a trained segmentor (mmseg's visualizer)
-    python tools/visualize.py seg --backbone vit_tiny --weights work_dirs/seg/toy_upernet_vit_tiny/iter_400.pth \
+    python tools/visualize.py seg --backbone mae_vit_tiny --weights work_dirs/seg/toy_upernet_vit_tiny/iter_400.pth \
         --image datasets/toy/ade/images/validation/000000.jpg --out seg.png
 
 recon needs a full pretraining checkpoint (with the decoder): an official full release (e.g. MAE's
 mae_visualize_vit_large.pth; --model names the architecture unless the file's ``args.model`` does) or a
-training checkpoint of tools/pretrain.py (checkpoint-*.pth; its config names the model). Encoder-only
+training checkpoint of tools/train_mim.py (checkpoint-*.pth; its config names the model). Encoder-only
 files (mae_pretrain_vit_base.pth, encoder.pth) have no decoder and are refused. SIM predicts features of
 another view, not pixels: no reconstructions.
 """
 from __future__ import annotations
-
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 
 import argparse
 import sys
@@ -39,19 +37,19 @@ def load_pretraining_model(checkpoint: str, model_name: str | None = None) -> to
     expect_kind(obj, checkpoint, kinds, "a pretraining checkpoint with its decoder (MAE / ConvMAE)")
     state = state_dict_of(obj, checkpoint)
     kwargs = {}
-    if "config" in obj:  # ours: tools/pretrain.py training checkpoint
+    if "config" in obj:  # ours: tools/train_mim.py training checkpoint
         model_name = model_name or obj["config"]["model"]
         kwargs = dict(obj["config"].get("model_kwargs", {}))
     elif getattr(obj.get("args"), "model", None):  # official training checkpoints: argparse Namespace
         model_name = model_name or obj["args"].model
     if not model_name:
-        raise ValueError(f"{checkpoint} does not name its model: pass --model (e.g. mae_vit_large_patch16, convmae_base)")
+        raise ValueError(f"{checkpoint} does not name its model: pass --model (e.g. mae_vit_large, convmae_base)")
     if model_name.startswith("sim"):
         raise ValueError("SIM predicts the features of another view, not pixels: there is no reconstruction to draw")
     if not any(k.startswith("decoder_") for k in state):
         raise CheckpointMismatchError(
             f"{checkpoint} is an encoder-only checkpoint (no decoder_* keys): reconstructions need the decoder. "
-            "Use a full pretraining checkpoint (official *_visualize_* / checkpoint-*.pth, or tools/pretrain.py's "
+            "Use a full pretraining checkpoint (official *_visualize_* / checkpoint-*.pth, or tools/train_mim.py's "
             "checkpoint-*.pth)."
         )
     model = build_model(model_name, **kwargs)

@@ -64,7 +64,7 @@ def identify_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> str:
     raise CheckpointMismatchError(
         "unrecognised checkpoint: no MAE / SIM ('blocks.*', 'patch_embed.proj.weight') or ConvMAE "
         f"('blocks3.*', 'patch_embed1.*') encoder keys; first keys: {list(state_dict)[:6]}. Expected an official "
-        "MAE / ConvMAE / SIM pretraining checkpoint or an encoder.pth written by tools/pretrain.py."
+        "MAE / ConvMAE / SIM pretraining checkpoint or an encoder.pth written by tools/train_mim.py."
     )
 
 

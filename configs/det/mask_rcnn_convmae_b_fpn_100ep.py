@@ -4,7 +4,7 @@ DET/configs/convmae/convmae_base_mask_rcnn_FPN_100ep.py): batch 32, 368750 iters
 position bias tables), cosine with warmup over 0.125% of training, AMP, LSJ 1024.
 Weights: the official ConvMAE-B release (``convmae_base``; the official config's
 ``bottom_up.pretrained="./convmae_base.pth"``); --weights FILE for a local copy or an export of
-tools/pretrain.py, --from-scratch for random initialisation.
+tools/train_mim.py, --from-scratch for random initialisation.
 """
 import torch
 from detectron2 import model_zoo

@@ -4,7 +4,7 @@ paper; detectron2 projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py, whos
 100 ep = 184375 iters * 64 images/iter / 118000 images/ep; lr steps at 88.9% and 96.3% of training.
 Weights: the official MAE ViT-B release (``mae_pretrain_vit_base``, as detectron2's config:
 detectron2://ImageNetPretrained/MAE/mae_pretrain_vit_base.pth); --weights NAME|PATH for another
-(e.g. an export of tools/pretrain.py), --from-scratch for random initialisation.
+(e.g. an export of tools/train_mim.py), --from-scratch for random initialisation.
 """
 from functools import partial
 

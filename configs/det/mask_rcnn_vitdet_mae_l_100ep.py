@@ -10,7 +10,5 @@ from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
 from .mask_rcnn_vitdet_mae_b_100ep import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
 train.init_checkpoint = "mae_pretrain_vit_large"  # pretrain.encoders.OFFICIAL_WEIGHTS
-model.backbone.net.name = "vit_large_patch16"
-model.backbone.net.drop_path_rate = 0.4
-model.backbone.net.global_blocks = (5, 11, 17, 23)
+model.backbone.net.name = "mae_vit_large"  # global blocks 5/11/17/23, drop path 0.4: pretrain/encoders.py
 optimizer.params.lr_factor_func = partial(get_vit_lr_decay_rate, num_layers=24, lr_decay_rate=0.8)

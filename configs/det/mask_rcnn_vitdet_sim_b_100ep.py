@@ -7,3 +7,4 @@ branch, projector and predictor are dropped and reported); --weights for another
 from .mask_rcnn_vitdet_mae_b_100ep import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
 train.init_checkpoint = "sim_vit_base"  # pretrain.encoders.OFFICIAL_WEIGHTS
+model.backbone.net.name = "sim_vit_base"  # the ViT-B of mae_vit_base, under its own name

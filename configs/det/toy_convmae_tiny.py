@@ -5,8 +5,7 @@ from .mask_rcnn_convmae_b_fpn_25ep import dataloader, model, optimizer, train
 from .toy_vitdet_tiny import dataloader as _toy_dataloader
 
 image_size = 192
-model.backbone.bottom_up.update(name="convmae_tiny", img_size=image_size, drop_path_rate=0.0,
-                                window_size=4, global_blocks=(0,))
+model.backbone.bottom_up.update(name="convmae_tiny", img_size=image_size)  # window 4, block 0 global
 narrow_heads(model)
 dataloader.train = _toy_dataloader.train
 dataloader.test = _toy_dataloader.test

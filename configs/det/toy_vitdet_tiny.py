@@ -10,8 +10,7 @@ from .common.toy import narrow_heads, short_schedule
 from .mask_rcnn_vitdet_mae_b_100ep import dataloader, model, optimizer, train
 
 image_size = 192
-model.backbone.net.update(name="vit_tiny_patch16", img_size=image_size, drop_path_rate=0.0,
-                          window_size=4, global_blocks=(1,))
+model.backbone.net.update(name="mae_vit_tiny", img_size=image_size)  # window 4, block 1 global: the table
 model.backbone.square_pad = image_size
 narrow_heads(model)
 

@@ -1,6 +1,6 @@
 """Tiny MAE for CPU tests and the demo: 64 px toy images; overfits 8 of them in ~120 iterations
 (seconds on one core). Not a paper recipe (see mae_vit_base_800ep.py for that)."""
-model = "mae_vit_tiny_patch16"  # 64 px input, 4 x 4 patches of 16
+model = "mae_vit_tiny"  # 64 px input, 4 x 4 patches of 16
 model_kwargs = dict(norm_pix_loss=False)
 img_size = 64
 crop_scale = (0.5, 1.0)

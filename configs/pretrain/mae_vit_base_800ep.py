@@ -12,7 +12,7 @@ on GPU). Paper Table 1 (ViT-L) ablates 800 epochs; the released ViT-B checkpoint
 Effective batch = batch_size x accum_iter x GPUs: accum_iter 8 gives 4096 on one node of 8 GPUs;
 use accum_iter=1 on 64 GPUs. lr always follows the actual effective batch.
 """
-model = "mae_vit_base_patch16"  # official mae_vit_base_patch16_dec512d8b
+model = "mae_vit_base"  # official mae_vit_base_patch16_dec512d8b
 model_kwargs = dict(norm_pix_loss=True)
 img_size = 224
 crop_scale = (0.2, 1.0)

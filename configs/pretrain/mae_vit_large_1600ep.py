@@ -5,5 +5,5 @@ hyper-parameters as ViT-B (batch 4096, blr 1.5e-4, wd 0.05, 40 warmup epochs, no
 epochs; the paper's longest schedule is 1600 epochs.
 """
 _base_ = "mae_vit_base_800ep.py"
-model = "mae_vit_large_patch16"  # official mae_vit_large_patch16_dec512d8b
+model = "mae_vit_large"  # official mae_vit_large_patch16_dec512d8b
 epochs = 1600

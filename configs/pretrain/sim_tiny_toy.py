@@ -1,7 +1,7 @@
 """Tiny SIM for CPU tests and the demo (64 px toy images, 4 x 4 patches, 6 masked in blocks >= 2).
 Not a paper recipe (see sim_vit_base_1600ep.py)."""
 _base_ = "mae_tiny_toy.py"
-model = "sim_vit_tiny_patch16"
+model = "sim_vit_tiny"
 model_kwargs = dict()
 crop_min = 0.5
 num_mask_patches = 6

@@ -11,7 +11,7 @@ timm param_groups_weight_decay (no decay on 1-d parameters), SyncBN under DDP; a
 DataAugmentationForSIM (pretrain/data.py SIMTransform); block-wise masks from util/datasets.py
 (BEiT generator, min 16 patches per block, fixed count).
 """
-model = "sim_vit_base_patch16"  # decoder 768-d, projector 2, predictor 4 blocks, neg_weight 0.02
+model = "sim_vit_base"  # decoder 768-d, projector 2, predictor 4 blocks, neg_weight 0.02
 model_kwargs = dict()
 img_size = 224
 crop_min = 0.08

@@ -4,7 +4,7 @@ FCN head, AdamW with layer decay, warmup + poly) shrunk to a 96-d x 4-block ViT 
 (tools/make_toy_data.py --only ade: 128x128 images, background + square / disk / triangle after
 reduce_zero_label), 128x128 crops, trained from scratch on CPU in a few minutes.
 
-    python tools/train_seg.py --backbone vit_tiny --dataset toy
+    python tools/train_seg.py --backbone mae_vit_tiny --dataset toy
 """
 _base_ = ['./upernet_mae_vit_base_512_160k_ade20k.py']
 
@@ -50,7 +50,7 @@ test_dataloader = val_dataloader
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        name='vit_tiny_patch16', pretrained=None, img_size=128, pretrain_img_size=128, embed_dim=dim, depth=4,
+        name='mae_vit_tiny', pretrained=None, img_size=128, pretrain_img_size=128, embed_dim=dim, depth=4,
         num_heads=3, global_blocks=(0, 1, 2, 3), drop_path_rate=0.0, out_indices=(0, 1, 2, 3)),
     neck=dict(embed_dim=dim, norm_cfg=norm_cfg),
     decode_head=dict(in_channels=[dim] * 4, channels=64, num_classes=4, norm_cfg=norm_cfg),

@@ -11,4 +11,4 @@ mapped; the target branch (mm_*), projector, predictor and decoder are dropped a
 """
 _base_ = ['./upernet_mae_vit_base_512_160k_ade20k.py']
 
-model = dict(backbone=dict(pretrained='sim_vit_base'))
+model = dict(backbone=dict(name='sim_vit_base', pretrained='sim_vit_base'))

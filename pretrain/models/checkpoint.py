@@ -18,7 +18,7 @@ class CheckpointMismatchError(CheckpointError, RuntimeError):
     """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
 
 
-PRETRAINING_PURPOSE = "a pretraining checkpoint (official MAE / ConvMAE / SIM file, or tools/pretrain.py --export)"
+PRETRAINING_PURPOSE = "a pretraining checkpoint (official MAE / ConvMAE / SIM file, or tools/train_mim.py --export)"
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -1,10 +1,12 @@
-"""Name registries: ``build_model(name, **overrides)`` for the pretraining models, and the generic
-``Registry`` that ``transfer.backbones`` uses for its backbones."""
+"""``build_model(name, **overrides)``: the pretraining model of an encoder named in
+``pretrain.encoders`` (its one name), built by the factory registered under the official function name."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch.nn as nn
+
+from pretrain.encoders import ENCODERS, encoder
 
 Factory = Callable[..., nn.Module]
 
@@ -32,7 +34,16 @@ class Registry:
         return self._factories[name](**overrides)
 
 
-MODELS = Registry("model")
+MODELS = Registry("model")  # keyed by the official factory names; callers use the encoder names
 register_model = MODELS.register
-list_models = MODELS.names
-build_model = MODELS.build
+
+
+def list_models() -> list[str]:
+    """The encoders (``pretrain.encoders.ENCODERS``) whose pretraining model can be built."""
+    return sorted(name for name, e in ENCODERS.items() if e.pretrain_factory in MODELS.names())
+
+
+def build_model(name: str, **overrides) -> nn.Module:
+    """The pretraining model of encoder ``name`` (``pretrain.encoders``); ``overrides`` replace the
+    factory's constructor arguments."""
+    return MODELS.build(encoder(name, "model").pretrain_factory, **overrides)

@@ -69,9 +69,9 @@ class ConvMAEBackbone(nn.Module):
         mlp_ratios: Sequence[float] = (4, 4, 4),
         conv_kernel_size: int = 5,
         qkv_bias: bool = True,
-        drop_path_rate: float = 0.1,
-        window_size: int = 16,
-        global_blocks: Sequence[int] = (0, 3, 6, 10),
+        drop_path_rate: float = 0.0,
+        window_size: int = 0,
+        global_blocks: Sequence[int] = (),
         shift_size: int = 0,
         use_rel_pos_bias: bool = True,
         pos_embed_trainable: bool = False,
@@ -114,22 +114,8 @@ class ConvMAEBackbone(nn.Module):
         self.blocks2 = nn.ModuleList(
             MaskedConvBlock(c2, mlp_ratios[1], conv_kernel_size, drop_path=d) for d in dpr[d1:d2]
         )
-        blocks3, n_windowed = [], 0
-        for i, d in enumerate(dpr[d2:]):
-            window = 0 if i in self.global_blocks else window_size
-            shift = 0
-            if window:
-                shift = shift_size if n_windowed % 2 == 1 else 0
-                n_windowed += 1
-            blocks3.append(
-                WindowBlock(
-                    c3, num_heads, mlp_ratios[2], qkv_bias, drop_path=d,
-                    norm_layer=partial(nn.LayerNorm, eps=1e-6), window_size=window, shift_size=shift,
-                    rel_pos_bias_grid=((window, window) if window else self.grid) if per_block_rel_pos_bias else None,
-                    init_values=init_values,
-                )
-            )
-        self.blocks3 = nn.ModuleList(blocks3)
+        self.blocks3 = nn.ModuleList(self._stage3_blocks(
+            dpr[d2:], num_heads, mlp_ratios[2], qkv_bias, window_size, shift_size, per_block_rel_pos_bias, init_values))
         if use_rel_pos_bias:
             self.windowed_rel_pos_bias = (
                 RelativePositionBias((window_size, window_size), num_heads) if window_size else None
@@ -146,6 +132,27 @@ class ConvMAEBackbone(nn.Module):
         for blk in self.blocks3:
             blk.apply(init_transformer_weights)
         init_transformer_weights(self.patch_embed4)
+
+    def _stage3_blocks(self, dpr: list[float], num_heads: int, mlp_ratio: float, qkv_bias: bool, window_size: int,
+                       shift_size: int, per_block_rel_pos_bias: bool, init_values: float | None) -> list[WindowBlock]:
+        """Stage-3 transformer blocks: global at ``self.global_blocks``, windowed elsewhere (every second
+        windowed block shifted by ``shift_size``)."""
+        c3, blocks, n_windowed = self.embed_dims[2], [], 0
+        for i, d in enumerate(dpr):
+            window = 0 if i in self.global_blocks else window_size
+            shift = 0
+            if window:
+                shift = shift_size if n_windowed % 2 == 1 else 0
+                n_windowed += 1
+            blocks.append(
+                WindowBlock(
+                    c3, num_heads, mlp_ratio, qkv_bias, drop_path=d,
+                    norm_layer=partial(nn.LayerNorm, eps=1e-6), window_size=window, shift_size=shift,
+                    rel_pos_bias_grid=((window, window) if window else self.grid) if per_block_rel_pos_bias else None,
+                    init_values=init_values,
+                )
+            )
+        return blocks
 
     @property
     def window_sizes(self) -> list[int]:

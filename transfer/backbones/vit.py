@@ -32,6 +32,20 @@ from .pos_resize import abs_pos_for_grid
 from .vit_block import WindowBlock, init_transformer_weights, run_block
 
 
+def _check_block_options(depth: int, global_blocks: Sequence[int], out_indices: Sequence[int] | None,
+                         use_cls_token: bool, use_rel_pos: bool, has_cls_position: bool) -> None:
+    bad = [i for i in list(global_blocks) + list(out_indices or []) if not 0 <= i < depth]
+    if bad:
+        raise ValueError(f"block indices {bad} out of range for depth {depth} (zero-based)")
+    if use_cls_token and (sorted(set(global_blocks)) != list(range(depth)) or use_rel_pos or not has_cls_position):
+        raise ValueError(
+            "use_cls_token keeps the class token in attention (mmseg's MAE backbone): it needs "
+            f"global_blocks=tuple(range({depth})), use_rel_pos=False, use_abs_pos=True and "
+            f"pretrain_use_cls_token=True; got global_blocks={tuple(global_blocks)}, use_rel_pos={use_rel_pos}, "
+            f"a class-token position slot: {has_cls_position}"
+        )
+
+
 class ViTBackbone(nn.Module):
     """ViTDet plain backbone.
 
@@ -65,13 +79,13 @@ class ViTBackbone(nn.Module):
         num_heads: int = 12,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
-        drop_path_rate: float = 0.1,
+        drop_path_rate: float = 0.0,
         norm_eps: float = 1e-6,
         use_abs_pos: bool = True,
         use_rel_pos: bool = True,
         rel_pos_zero_init: bool = True,
-        window_size: int = 14,
-        global_blocks: Sequence[int] = (2, 5, 8, 11),
+        window_size: int = 0,
+        global_blocks: Sequence[int] = (),
         pretrain_img_size: int = 224,
         pretrain_use_cls_token: bool = True,
         out_indices: Sequence[int] | None = None,
@@ -81,17 +95,8 @@ class ViTBackbone(nn.Module):
         use_cls_token: bool = False,
     ):
         super().__init__()
-        bad = [i for i in list(global_blocks) + list(out_indices or []) if not 0 <= i < depth]
-        if bad:
-            raise ValueError(f"block indices {bad} out of range for depth {depth} (zero-based)")
-        if use_cls_token and (sorted(set(global_blocks)) != list(range(depth)) or use_rel_pos
-                              or not (use_abs_pos and pretrain_use_cls_token)):
-            raise ValueError(
-                "use_cls_token keeps the class token in attention (mmseg's MAE backbone): it needs "
-                f"global_blocks=tuple(range({depth})), use_rel_pos=False, use_abs_pos=True and "
-                f"pretrain_use_cls_token=True; got global_blocks={tuple(global_blocks)}, use_rel_pos={use_rel_pos}, "
-                f"use_abs_pos={use_abs_pos}, pretrain_use_cls_token={pretrain_use_cls_token}"
-            )
+        _check_block_options(depth, global_blocks, out_indices, use_cls_token, use_rel_pos,
+                             use_abs_pos and pretrain_use_cls_token)
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.depth = depth

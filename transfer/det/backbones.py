@@ -70,7 +70,7 @@ def add_mim_backbone_config(cfg: CfgNode) -> CfgNode:
     the MIM encoders were pretrained on: RGB, ImageNet mean/std (detectron2's defaults and its R50
     yamls are BGR with caffe statistics). The registered builders refuse any other normalisation."""
     cfg.MODEL.MIM = CfgNode()
-    cfg.MODEL.MIM.NAME = "vit_base_patch16"
+    cfg.MODEL.MIM.NAME = "mae_vit_base"
     cfg.MODEL.MIM.IMG_SIZE = 1024
     cfg.MODEL.MIM.DROP_PATH_RATE = 0.1
     cfg.MODEL.MIM.OUT_CHANNELS = 256

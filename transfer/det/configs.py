@@ -16,6 +16,10 @@ BACKBONE_CONFIGS = DET_CONFIGS.files
 config_for_backbone = DET_CONFIGS.path
 
 
+# keys that detectron2's default_setup reads with a default when a config leaves them out
+DEFAULT_SETUP_KEYS = {"train.seed", "train.cudnn_benchmark"}
+
+
 class ConfigValueError(ValueError):
     """A LazyConfig override or value that would be ignored or cannot run."""
 
@@ -60,6 +64,8 @@ def _unknown_key_error(override: str, where: str, part: str, known: list[str]) -
 
 
 def _check_key(cfg: DictConfig, override: str, key: str) -> None:
+    if key in DEFAULT_SETUP_KEYS:
+        return
     node, parts = cfg, key.split(".")
     for i, part in enumerate(parts):
         where = ".".join(parts[:i]) or "the config"

@@ -61,7 +61,7 @@ class _PretrainedBackbone(BaseModule):
             raise FileNotFoundError(
                 f"backbone checkpoint {checkpoint!r} does not exist; pass an official MAE / ConvMAE / SIM "
                 f"pretraining checkpoint (a file, or one of the names {', '.join(sorted(OFFICIAL_WEIGHTS))}) or "
-                "one exported by tools/pretrain.py (or no checkpoint to train from random initialisation)"
+                "one exported by tools/train_mim.py (or no checkpoint to train from random initialisation)"
             )
         super().__init__(init_cfg)
         self.name = name
@@ -100,14 +100,14 @@ class MIMViT(_PretrainedBackbone):
     maps [N, D, H/16, W/16] (floor division).
 
     Args:
-        name: a ``transfer.backbones`` ViT name (``vit_base_patch16``, ``vit_tiny_patch16``, ...).
+        name: a ``transfer.backbones`` ViT name (``mae_vit_base``, ``mae_vit_tiny``, ...).
         out_indices: zero-based blocks whose outputs are returned (mmseg's MAE recipe: 3, 5, 7, 11).
         pretrained / init_cfg: pretraining checkpoint, see the module doc.
         **overrides: constructor arguments of ``transfer.backbones.ViTBackbone`` (img_size,
             global_blocks, use_rel_pos_bias, init_values, use_cls_token, drop_path_rate, ...).
     """
 
-    def __init__(self, name: str = "vit_base_patch16", out_indices: Sequence[int] = (3, 5, 7, 11),
+    def __init__(self, name: str = "mae_vit_base", out_indices: Sequence[int] = (3, 5, 7, 11),
                  pretrained: str | None = None, init_cfg: dict | None = None, **overrides):
         super().__init__(name, dict(overrides, out_indices=sorted(set(out_indices))), pretrained, init_cfg)
         self.out_indices = tuple(out_indices)

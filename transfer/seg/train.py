@@ -49,7 +49,7 @@ def resolve_dataset(cfg: Config, dataset: str, eval_only: bool) -> str:
             write_ade_toy(root)
         if cfg.train_dataloader.dataset.get("type") == "ADE20KDataset":
             raise ValueError(
-                "--dataset toy needs a config with the toy classes (configs/seg/toy_*.py, e.g. --backbone vit_tiny); "
+                "--dataset toy needs a config with the toy classes (configs/seg/toy_*.py, e.g. --backbone mae_vit_tiny); "
                 "the ADE20K paper configs expect 150 classes"
             )
     else:

@@ -23,9 +23,8 @@ _head_norm = partial(NaiveSyncBatchNorm, stats_mode="N")
 model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
 model._target_ = PaddedInputRCNN
 model.backbone = L(FPN)(
-    bottom_up=L(MIMBackbone)(
-        name="convmae_base", img_size=1024, drop_path_rate=0.1, window_size=16, global_blocks=(0, 3, 6, 10)
-    ),
+    # window 16, global blocks 0/3/6/10, drop path 0.1: the encoder's entry in pretrain/encoders.py
+    bottom_up=L(MIMBackbone)(name="convmae_base", img_size=1024),
     in_features=["s0", "s1", "s2", "s3"],
     out_channels=256,
     norm="SyncBN",

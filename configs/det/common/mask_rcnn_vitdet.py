@@ -7,7 +7,6 @@ from detectron2.config import LazyCall as L
 from transfer.det.backbones import MIMBackbone
 
 model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
-model.backbone.net = L(MIMBackbone)(
-    name="vit_base_patch16", img_size=1024, drop_path_rate=0.1, window_size=14, global_blocks=(2, 5, 8, 11)
-)
+# window 14, global blocks 2/5/8/11, drop path 0.1: the encoder's entry in pretrain/encoders.py
+model.backbone.net = L(MIMBackbone)(name="mae_vit_base", img_size=1024)
 model.backbone.in_feature = "last_feat"

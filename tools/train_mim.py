@@ -1,9 +1,9 @@
 """Pretrain MAE, ConvMAE or SIM on a folder of images.
 
-    python tools/pretrain.py --config configs/pretrain/mae_tiny_toy.py --data DIR [--output DIR]
+    python tools/train_mim.py --config configs/pretrain/mae_tiny_toy.py --data DIR [--output DIR]
         [--resume | --resume-from CKPT | --overwrite] [key=value ...]
-    torchrun --nproc_per_node 8 tools/pretrain.py --config configs/pretrain/mae_vit_base_800ep.py --data DIR
-    python tools/pretrain.py --export CKPT [--output encoder.pth]
+    torchrun --nproc_per_node 8 tools/train_mim.py --config configs/pretrain/mae_vit_base_800ep.py --data DIR
+    python tools/train_mim.py --export CKPT [--output encoder.pth]
 
 Every knob is a config variable (see pretrain/engine.py DEFAULTS); ``key=value`` overrides any of them
 (``model_kwargs.norm_pix_loss=True`` one model argument). The run writes checkpoints, config.json,
@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
-import _toolpath  # noqa: F401  (must come first: see tools/_toolpath.py)
 
 from pretrain.checkpoint_io import CheckpointError
 from pretrain.engine import ConfigError, export_encoder, load_config, train
