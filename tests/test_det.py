@@ -291,6 +291,22 @@ def test_images_missing_on_disk_are_refused_before_training(train_det, tmp_path)
     assert "3 of 5 images" in str(err.value) and "2.png" in str(err.value) and "4.png" in str(err.value)
 
 
+def test_two_sets_whose_jsons_share_a_name_each_load_their_own_files(tmp_path):
+    """--dataset JSON:IMAGES registers custom_<split>_<json stem>: a second set with the same stem in
+    the same process must not silently reuse the first one's files."""
+    from detectron2.data import DatasetCatalog
+    from transfer.det.data import resolve_dataset
+
+    first, second = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    for root, n in ((first, 2), (second, 3)):
+        written, images = _write_coco_set(root, [[10.0, 10.0, 30.0, 30.0]] * n).split(":")
+        (root / "instances.json").write_text(Path(written).read_text())  # the same stem for both sets
+        spec = f"{root / 'instances.json'}:{images}"
+        splits = resolve_dataset(f"{spec},{spec}", toy_root=tmp_path / "toy")
+        records = DatasetCatalog.get(splits.train)
+        assert len(records) == n and all(r["file_name"].startswith(str(root)) for r in records)
+
+
 def test_zero_width_boxes_are_reported_once_with_their_count(train_det, tmp_path, d2_log):
     boxes = [[10.0, 10.0, 0.0, 30.0], [10.0, 10.0, 30.0, 30.0], [12.0, 10.0, 0.0, 30.0]]
     dataset = _write_coco_set(tmp_path / "data", boxes)

@@ -47,10 +47,16 @@ def _check_files(name: str, json_file: str | os.PathLike, image_root: str | os.P
 
 
 def register_coco_format(name: str, json_file: str | os.PathLike, image_root: str | os.PathLike) -> str:
-    """Register a COCO-format json + image folder under ``name`` (idempotent)."""
+    """Register a COCO-format json + image folder under ``name``: idempotent for the same files; a name
+    registered earlier in this process with other files is registered anew (never the old files)."""
     _check_files(name, json_file, image_root, "Expected a COCO-format annotation json and its image folder.")
-    if name not in DatasetCatalog.list():
-        register_coco_instances(name, {}, str(json_file), str(image_root))
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        if (meta.get("json_file"), meta.get("image_root")) == (str(json_file), str(image_root)):
+            return name
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_coco_instances(name, {}, str(json_file), str(image_root))
     return name
 
 
