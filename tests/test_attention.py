@@ -12,10 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from transfer.backbones.rel_pos import decomposed_rel_pos_bias, folded_rel_pos_attention
+from transfer.backbones.rel_pos import decomposed_rel_pos_terms, folded_rel_pos_attention
 from transfer.backbones.vit_block import Attention, WindowBlock
 
 TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def decomposed_rel_pos_bias(q, rel_pos_h, rel_pos_w, q_size, k_size) -> torch.Tensor:
+    """The reference: the terms as one additive [B, heads, Lq, Lk] bias, as detectron2 builds it."""
+    rel_h, rel_w = decomposed_rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
+    return (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2)
 
 
 def materialised_attention(attn: Attention, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:

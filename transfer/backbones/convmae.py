@@ -35,10 +35,11 @@ import torch.nn.functional as F
 
 from pretrain.models.convmae import ConvPatchEmbed, MaskedConvBlock
 from pretrain.models.pos_embed import get_2d_sincos_pos_embed
+from pretrain.models.vit_common import run_block
 
 from .pos_resize import abs_pos_for_grid
 from .rel_pos import RelativePositionBias
-from .vit_block import WindowBlock, init_transformer_weights, run_block
+from .vit_block import WindowBlock, init_transformer_weights
 
 
 class ConvMAEBackbone(nn.Module):

@@ -62,19 +62,6 @@ def decomposed_rel_pos_terms(
     return rel_h.reshape(b, n, qh * qw, kh), rel_w.reshape(b, n, qh * qw, kw)
 
 
-def decomposed_rel_pos_bias(
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-) -> torch.Tensor:
-    """The terms as one additive bias (an L x L tensor per head, as detectron2 builds it): q [B, heads,
-    qh*qw, C] -> bias [B, heads, qh*qw, kh*kw]. ``folded_rel_pos_attention`` avoids building it."""
-    rel_h, rel_w = decomposed_rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
-    return (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2)  # [B, heads, Lq, kh, kw] -> [.., Lq, Lk]
-
-
 def _one_hot_rows_cols(k_size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
     """[kh*kw, kh + kw]: key (k, l) -> one-hot of its row k, then one-hot of its column l."""
     kh, kw = k_size

@@ -28,8 +28,10 @@ import torch
 import torch.nn as nn
 from timm.layers import PatchEmbed
 
+from pretrain.models.vit_common import run_block
+
 from .pos_resize import abs_pos_for_grid
-from .vit_block import WindowBlock, init_transformer_weights, run_block
+from .vit_block import WindowBlock, init_transformer_weights
 
 
 def _check_block_options(depth: int, global_blocks: Sequence[int], out_indices: Sequence[int] | None,

@@ -18,7 +18,6 @@ from functools import partial
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from timm.layers import DropPath, Mlp
 
 from .rel_pos import RelativePositionBias, folded_rel_pos_attention
@@ -181,13 +180,6 @@ class WindowBlock(nn.Module):
         if self.gamma_2 is not None:
             y = self.gamma_2 * y
         return x + self.drop_path(y)
-
-
-def run_block(block: nn.Module, x: torch.Tensor, *args, checkpointing: bool = False) -> torch.Tensor:
-    """Apply a block, with activation checkpointing while training with gradients enabled."""
-    if checkpointing and block.training and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(block, x, *args, use_reentrant=False)
-    return block(x, *args)
 
 
 def init_transformer_weights(m: nn.Module) -> None:
