@@ -55,9 +55,7 @@ def write_ade_toy(root: str | Path, num_train: int = 64, num_val: int = 16, size
         (root / "annotations" / split).mkdir(parents=True, exist_ok=True)
         for index in range(count):
             pixels, objects = render_scene(rng, size)
-            label = np.ones((size, size), dtype=np.uint8)
-            for cat, visible in objects:
-                label[visible] = cat + 2
+            label = ade_label_map(objects, (size, size))
             name = f"toy_{split}_{index:06d}"
             Image.fromarray(pixels).save(root / "images" / split / f"{name}.jpg", quality=95)
             Image.fromarray(label).save(root / "annotations" / split / f"{name}.png")
@@ -73,6 +71,21 @@ def write_image_folder(root: str | Path, count: int = 64, size: int = 96, seed: 
         pixels, _ = render_scene(rng, size)
         Image.fromarray(pixels).save(root / "toy" / f"{index:06d}.png")
     return root
+
+
+def render_scene_of_shape(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, list]:
+    """A square toy scene of side max(height, width) cropped to height x width: (pixels [h, w, 3],
+    [(category, visible mask [h, w])])."""
+    pixels, objects = render_scene(rng, max(height, width))
+    return pixels[:height, :width], [(cat, mask[:height, :width]) for cat, mask in objects]
+
+
+def ade_label_map(objects: list, shape: tuple[int, int]) -> np.ndarray:
+    """ADE20K-style labels: 0 "other" (unused here), background 1, shape categories 2.. ."""
+    label = np.ones(shape, dtype=np.uint8)
+    for cat, visible in objects:
+        label[visible] = cat + 2
+    return label
 
 
 COCO_SHAPES = ((480, 640), (640, 480), (512, 512), (533, 600), (600, 497))  # (height, width)
@@ -122,10 +135,10 @@ def write_coco_shaped(root: str | Path, seed: int = 0, min_area: int = 2000,
     for image_id, (height, width) in enumerate(shapes, start=1):
         kept = []
         while not kept:  # every image gets at least one annotated object
-            pixels, objects = render_scene(rng, max(height, width))
-            kept = [(cat, m[:height, :width]) for cat, m in objects if _is_substantial(m[:height, :width], min_area)]
+            pixels, objects = render_scene_of_shape(rng, height, width)
+            kept = [(cat, mask) for cat, mask in objects if _is_substantial(mask, min_area)]
         file_name = f"{image_id:06d}.jpg"
-        Image.fromarray(pixels[:height, :width]).save(root / "images" / file_name, quality=95)
+        Image.fromarray(pixels).save(root / "images" / file_name, quality=95)
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
         for k, (cat, mask) in enumerate(kept):
             polygon = image_id == 1 or (image_id > 2 and k % 2 == 0)
@@ -152,11 +165,8 @@ def write_ade_shaped(root: str | Path, seed: int = 0, num_train: int = 2) -> Pat
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "annotations" / split).mkdir(parents=True, exist_ok=True)
         for index, (height, width) in enumerate(shapes):
-            pixels, objects = render_scene(rng, max(height, width))
-            label = np.ones((height, width), dtype=np.uint8)
-            for cat, visible in objects:
-                label[visible[:height, :width]] = cat + 2
+            pixels, objects = render_scene_of_shape(rng, height, width)
             name = f"ade_{split}_{index:06d}"
-            Image.fromarray(pixels[:height, :width]).save(root / "images" / split / f"{name}.jpg", quality=95)
-            Image.fromarray(label).save(root / "annotations" / split / f"{name}.png")
+            Image.fromarray(pixels).save(root / "images" / split / f"{name}.jpg", quality=95)
+            Image.fromarray(ade_label_map(objects, (height, width))).save(root / "annotations" / split / f"{name}.png")
     return root
