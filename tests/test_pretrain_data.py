@@ -152,7 +152,7 @@ def test_all_unreadable_folder_says_the_true_number(tmp_path):
     ds = PretrainDataset(root, MAETransform(32), mode="mae", grid=(2, 2))
     with pytest.warns(UserWarning), pytest.raises(RuntimeError) as err:
         ds[(0, 3)]
-    message = str(err.value)
+    message = str(err.value).replace(str(tmp_path), "<tmp>")  # pytest's tmp path may hold "50" itself
     assert "none of the 8 images" in message and "50" not in message
 
 
