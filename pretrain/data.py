@@ -4,23 +4,26 @@ resumable distributed batch sampler.
 Determinism (what makes mid-epoch resume bit-identical and DDP equal to gradient accumulation):
 - ``ResumableBatchSampler`` draws one permutation per epoch from (seed, epoch) and hands micro-batch
   ``b`` of rank ``r`` the slice ``perm[(b * world + r) * B : ... + B]``; it can start at any batch.
-- it yields ``(epoch, index)`` pairs, and ``PretrainDataset`` seeds every sample's augmentation (and
-  its mask noise) from (seed, epoch, index), with the global RNGs saved and restored around it. A
-  sample therefore does not depend on the worker, the rank or what came before it.
+- it yields ``(epoch, index)`` pairs, and ``PretrainDataset`` draws every random number of a sample
+  (crop, flip, mask noise; SIM's colour operations through the global RNGs seeded from it) from a
+  generator seeded by (seed, epoch, index). A sample therefore does not depend on the worker, the
+  rank or what came before it.
 - an unreadable image is replaced by the next readable one (a deterministic choice); the sample
   carries ``unreadable``: its own file's index when that file could not be read, else -1. Every index
   is drawn once per epoch, so the training loop collects the distinct unreadable files (a file passed
   over by several samples, or in several epochs, counts once).
 
-Speed (tools/benchmark.py ``data``): images are decoded with torchvision.io (libjpeg-turbo, the same
-pixels as PIL) into uint8 tensors, and the crop is resized by torch's antialiased bicubic uint8 kernel
-(PIL's filter, a = -0.5) instead of PIL's; the crop parameters are drawn by torchvision's own
-``RandomResizedCrop.get_params`` with the same random calls in the same order, so under one seed the
-crops and flips equal the official pipeline's. ``reference_transform`` is the official composition,
-kept for that comparison.
+Speed (tools/benchmark.py ``data``: images per CPU-second against the official ImageFolder pipeline):
+images are decoded with torchvision.io (libjpeg-turbo, the same pixels as PIL) into uint8 tensors whose
+memory is HWC; the crop is resized by torch's vectorised channels-last uint8 antialiased bicubic kernel
+(PIL's filter, a = -0.5) and stays uint8 HWC through collation; ``to_model_input`` converts and
+normalises a batch on the device the model runs on. The crop boxes follow torchvision's
+``RandomResizedCrop`` distribution (``draw_crop``), drawn from a per-sample generator.
+``reference_transform`` is the official composition, kept for comparisons.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import warnings
@@ -121,36 +124,59 @@ def as_uint8_tensor(img: Image.Image | torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ transforms
-class ResizedCrop:
-    """torchvision's ``RandomResizedCrop`` on uint8 tensors.
+def draw_crop(height: int, width: int, scale: Sequence[float], ratio: Sequence[float],
+              generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random crop with RandomResizedCrop's distribution (torchvision's
+    ``get_params``): up to 10 tries of area ~ U(scale) * H * W and log aspect ~ U(log ratio), the first
+    that fits the image, placed uniformly; else the largest centred crop within ``ratio``. The tries'
+    numbers come from one ``torch.rand`` call on ``generator`` (torchvision draws them one by one
+    from the global RNG, which a per-sample generator makes unnecessary to fork and restore)."""
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for a, b in torch.rand(10, 2, generator=generator).tolist():
+        target = height * width * (scale[0] + (scale[1] - scale[0]) * a)
+        aspect = math.exp(log_lo + (log_hi - log_lo) * b)
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            u, v = torch.rand(2, generator=generator).tolist()
+            return min(int(u * (height - h + 1)), height - h), min(int(v * (width - w + 1)), width - w), h, w
+    if width / height < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif width / height > ratio[1]:
+        w, h = round(height * ratio[1]), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
 
-    ``params(h, w)`` draws (top, left, height, width) with torchvision's own ``get_params`` (the same
-    random calls as on a PIL image of that size); ``__call__`` crops and resizes with torch's
-    antialiased bicubic kernel on uint8 (PIL's filter, a = -0.5; on photographs a mean difference from
-    PIL's result below 0.25 grey levels, see tests/test_pretrain_data.py), about 5x faster than PIL's.
-    """
+
+class ResizedCrop:
+    """RandomResizedCrop on uint8 tensors: ``params(h, w, generator)`` draws a box (``draw_crop``);
+    ``__call__`` crops a [3, H, W] image and resizes the crop with torch's antialiased bicubic kernel
+    (PIL's filter, a = -0.5; on photographs a mean difference from PIL's result below 0.25 grey
+    levels, see tests/test_pretrain_data.py) in channels-last layout, where torch has a vectorised
+    uint8 kernel, returning [size, size, 3] (HWC). The decoders return HWC memory already
+    (``read_rgb``'s [3, H, W] is a view of it), so no layout copy happens on the CPU at all."""
 
     def __init__(self, size: int, scale: Sequence[float], ratio: Sequence[float] = (3 / 4, 4 / 3)):
         self.size, self.scale, self.ratio = int(size), [float(s) for s in scale], [float(r) for r in ratio]
 
-    def params(self, height: int, width: int) -> tuple[int, int, int, int]:
-        shape_only = torch.empty(1, 1, 1).expand(1, height, width)  # get_params reads the size only
-        return T.RandomResizedCrop.get_params(shape_only, self.scale, self.ratio)
+    def params(self, height: int, width: int, generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+        return draw_crop(height, width, self.scale, self.ratio, generator)
 
     def __call__(self, img: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
-        """uint8 [3, H, W] -> uint8 [3, size, size]."""
-        crop = img[None, :, top : top + height, left : left + width]  # [1, 3, h, w]
+        """uint8 [3, H, W] -> uint8 [size, size, 3]."""
+        crop = img[None, :, top : top + height, left : left + width].contiguous(memory_format=torch.channels_last)
         out = F.interpolate(crop, size=(self.size, self.size), mode="bicubic", antialias=True, align_corners=False)
-        return out[0]
+        return out[0].permute(1, 2, 0).contiguous()  # already contiguous: the kernel writes channels-last
 
 
-_MEAN_255 = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255
-_INV_STD_255 = 1 / (torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255)
-
-
-def normalize(img: torch.Tensor) -> torch.Tensor:
-    """uint8 [3, H, W] -> float32 [3, H, W], (x / 255 - mean) / std (ToTensor + Normalize)."""
-    return (img.float() - _MEAN_255) * _INV_STD_255
+def to_model_input(images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 images [N, H, W, 3] (what the pipeline yields) -> float32 [N, 3, H, W] on ``device``,
+    (x / 255 - mean) / std: ToTensor + Normalize, done where the model runs, after a transfer of
+    a quarter of the bytes float images would take."""
+    x = images.to(device, non_blocking=True) if device is not None else images
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255
+    inv_std = 1 / (torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255)
+    return ((x.permute(0, 3, 1, 2).float() - mean) * inv_std).contiguous()
 
 
 def normalize_to_tensor() -> T.Compose:
@@ -158,20 +184,19 @@ def normalize_to_tensor() -> T.Compose:
 
 
 class MAETransform:
-    """MAE/ConvMAE: RandomResizedCrop(size, scale, bicubic) + horizontal flip + ImageNet normalisation
-    (facebookresearch/mae main_pretrain.py), on uint8 tensors (a PIL image is converted). The random
-    draws are the official ones in the official order: crop parameters, then the flip.
-    Returns {'image': [3, size, size]}."""
+    """MAE/ConvMAE: RandomResizedCrop(size, scale, bicubic) + horizontal flip (facebookresearch/mae
+    main_pretrain.py) on uint8 tensors (a PIL image is converted), every draw from ``generator``.
+    Returns {'image': uint8 [size, size, 3]}; ``to_model_input`` normalises a batch on the device."""
 
     def __init__(self, img_size: int = 224, scale: Sequence[float] = (0.2, 1.0), hflip: float = 0.5):
         self.crop, self.hflip = ResizedCrop(img_size, scale), hflip
 
-    def __call__(self, img: Image.Image | torch.Tensor) -> dict:
+    def __call__(self, img: Image.Image | torch.Tensor, generator: torch.Generator | None = None) -> dict:
         img = as_uint8_tensor(img)
-        out = self.crop(img, *self.crop.params(img.shape[1], img.shape[2]))
-        if torch.rand(1) < self.hflip:
-            out = out.flip(-1)
-        return {"image": normalize(out)}
+        out = self.crop(img, *self.crop.params(img.shape[1], img.shape[2], generator))
+        if torch.rand(1, generator=generator).item() < self.hflip:
+            out = out.flip(1)
+        return {"image": out}
 
 
 def reference_transform(img_size: int = 224, scale: Sequence[float] = (0.2, 1.0), hflip: float = 0.5) -> T.Compose:
@@ -203,14 +228,16 @@ class SIMTransform:
     """SIM's two views (OpenGVLab/Siamese-Image-Modeling main_pretrain.py DataAugmentationForSIM):
     each view flips (p=0.5) and then takes its own RandomResizedCrop(size, scale=(crop_min, 1), bicubic);
     colour: jitter(0.4, 0.4, 0.2, 0.1) p=0.8, grayscale p=0.2, blur p=1.0 (view 1) / p=0.1 + solarize
-    p=0.2 (view 2); ImageNet normalisation.
+    p=0.2 (view 2); ImageNet normalisation (``to_model_input``, on the device).
 
-    Geometry runs on uint8 tensors (``ResizedCrop``; cropping the unflipped image and flipping the
-    result equals the official flip-then-crop), the colour operations on the small PIL crop exactly as
-    the official ones. ``reference=True`` does the geometry on PIL as the official code (for
-    comparisons). Returns {'x1', 'x2': [3, size, size], 'box1', 'box2': [4] = (top, left, height,
-    width) of each crop in the original (unflipped) image, as fractions of its height/width, 'flip1',
-    'flip2': bool}. ``sim_relative_crop`` turns a batch of these into the model's ``rel_pos_21``.
+    Geometry runs on uint8 tensors with its draws from ``generator`` (``ResizedCrop``; cropping the
+    unflipped image and flipping the result equals the official flip-then-crop), the colour operations
+    on the small PIL crop exactly as the official ones, under the global RNGs seeded from
+    ``generator``. ``reference=True`` is the official pipeline on PIL images, global RNGs throughout,
+    normalised float views (for comparisons). Returns {'x1', 'x2': uint8 [size, size, 3] (float
+    [3, size, size] with ``reference``), 'box1', 'box2': [4] = (top, left, height, width) of each crop
+    in the original (unflipped) image, as fractions of its height/width, 'flip1', 'flip2': bool}.
+    ``sim_relative_crop`` turns a batch of these into the model's ``rel_pos_21``.
     """
 
     def __init__(self, img_size: int = 224, crop_min: float = 0.08, reference: bool = False):
@@ -224,28 +251,36 @@ class SIMTransform:
         ])
         self.to_tensor = normalize_to_tensor()
 
-    def view(self, img: torch.Tensor | Image.Image) -> tuple[Image.Image, torch.Tensor, bool]:
+    def view(self, img: torch.Tensor, generator: torch.Generator | None) -> tuple[Image.Image, torch.Tensor, bool]:
         """Flip, then crop (the official order of draws) -> (crop, box in the unflipped image, flipped)."""
-        flip = bool(torch.rand(1) < 0.5)
-        height, width = (img.height, img.width) if isinstance(img, Image.Image) else img.shape[1:]
-        i, j, h, w = self.crop.params(height, width)  # in the flipped image
+        flip = torch.rand(1, generator=generator).item() < 0.5
+        height, width = img.shape[1:]
+        i, j, h, w = self.crop.params(height, width, generator)  # in the flipped image
         left = width - j - w if flip else j  # the same pixels' columns in the unflipped image
-        if isinstance(img, Image.Image):  # the official way: PIL flip, crop, resize
-            pil = TF.hflip(img) if flip else img
-            crop = TF.resized_crop(pil, i, j, h, w, [self.crop.size] * 2, T.InterpolationMode.BICUBIC)
-        else:
-            out = self.crop(img, i, left, h, w)
-            crop = TF.to_pil_image(out.flip(-1) if flip else out)
+        out = self.crop(img, i, left, h, w)
+        crop = Image.fromarray((out.flip(1) if flip else out).numpy())
         return crop, torch.tensor([i / height, left / width, h / height, w / width]), flip
 
-    def __call__(self, img: Image.Image | torch.Tensor) -> dict:
-        img = img.convert("RGB") if self.reference else as_uint8_tensor(img)
-        v1, box1, flip1 = self.view(img)
-        v2, box2, flip2 = self.view(img)
-        return {
-            "x1": self.to_tensor(self.color1(v1)), "x2": self.to_tensor(self.color2(v2)),
-            "box1": box1, "box2": box2, "flip1": flip1, "flip2": flip2,
-        }
+    def reference_view(self, img: Image.Image) -> tuple[Image.Image, torch.Tensor, bool]:
+        """The official view: PIL flip, torchvision's crop draw, PIL crop and resize."""
+        flip = bool(torch.rand(1) < 0.5)
+        i, j, h, w = T.RandomResizedCrop.get_params(img, self.crop.scale, self.crop.ratio)
+        left = img.width - j - w if flip else j
+        crop = TF.resized_crop(TF.hflip(img) if flip else img, i, j, h, w, [self.crop.size] * 2,
+                               T.InterpolationMode.BICUBIC)
+        return crop, torch.tensor([i / img.height, left / img.width, h / img.height, w / img.width]), flip
+
+    def __call__(self, img: Image.Image | torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        if self.reference:
+            img = img.convert("RGB")
+            (v1, box1, flip1), (v2, box2, flip2) = self.reference_view(img), self.reference_view(img)
+            x1, x2 = self.to_tensor(self.color1(v1)), self.to_tensor(self.color2(v2))
+        else:
+            img = as_uint8_tensor(img)
+            (v1, box1, flip1), (v2, box2, flip2) = self.view(img, generator), self.view(img, generator)
+            with seeded_rngs(int(torch.randint(2**31, (1,), generator=generator))):  # torchvision's and PIL's draws
+                x1, x2 = (torch.from_numpy(np.array(self.color1(v1))), torch.from_numpy(np.array(self.color2(v2))))
+        return {"x1": x1, "x2": x2, "box1": box1, "box2": box2, "flip1": flip1, "flip2": flip2}
 
 
 def sim_relative_crop(box1: torch.Tensor, box2: torch.Tensor, flip1: torch.Tensor, flip2: torch.Tensor) -> RelativeCrop:
@@ -306,14 +341,14 @@ class PretrainDataset(torch.utils.data.Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         img, unreadable = self.load(index)
         seed = sample_seed(self.seed, epoch, index)
-        with seeded_rngs(seed):
-            sample = self.transform(img)
-            if self.mode == "mae":
-                sample["noise"] = torch.rand(self.grid[0] * self.grid[1])
-            else:
-                sample["mask"] = block_wise_mask(
-                    self.grid, self.num_masking_patches, self.min_mask_patches, rng=random.Random(seed)
-                )
+        generator = torch.Generator().manual_seed(seed)  # every draw of this sample comes from it
+        sample = self.transform(img, generator)
+        if self.mode == "mae":
+            sample["noise"] = torch.rand(self.grid[0] * self.grid[1], generator=generator)
+        else:
+            sample["mask"] = block_wise_mask(
+                self.grid, self.num_masking_patches, self.min_mask_patches, rng=random.Random(seed)
+            )
         sample["unreadable"] = index if unreadable else -1
         return sample
 
@@ -379,6 +414,6 @@ def num_grid_tokens(img_size: int, patch_size: int) -> tuple[int, int]:
 
 __all__ = [
     "list_images", "read_rgb", "MAETransform", "SIMTransform", "reference_transform", "PretrainDataset",
-    "ResumableBatchSampler", "unreadable_indices",
+    "ResumableBatchSampler", "unreadable_indices", "to_model_input", "draw_crop",
     "sim_relative_crop", "build_dataset", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

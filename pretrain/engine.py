@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from pretrain.data import (
     IMAGENET_MEAN, IMAGENET_STD, ResumableBatchSampler, build_dataset, num_grid_tokens, sim_relative_crop,
-    unreadable_indices,
+    to_model_input, unreadable_indices,
 )
 from pretrain.checkpoint_io import CheckpointKind, atomic_save, expect_kind, read_checkpoint
 from pretrain.models import build_model
@@ -436,6 +436,7 @@ def setup(cfg: dict, procs: Processes) -> Run:
     sampler = ResumableBatchSampler(len(dataset), cfg["batch_size"], procs.world, procs.rank, cfg["seed"])
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=cfg["num_workers"], pin_memory=device.type == "cuda",
+        persistent_workers=cfg["num_workers"] > 0,  # one start per run, not per epoch
         generator=torch.Generator(),  # its worker seeds must not draw from the global RNG (resume)
     )
     accum = cfg["accum_iter"]
@@ -654,13 +655,12 @@ def forward_step(model: nn.Module, batch: dict, family: str, cfg: dict, device: 
     if family == "sim":
         rel = sim_relative_crop(batch["box1"], batch["box2"], batch["flip1"], batch["flip2"])
         rel = type(rel)(*(t.to(device, non_blocking=True) for t in rel))
-        x1 = batch["x1"].to(device, non_blocking=True)
-        x2 = batch["x2"].to(device, non_blocking=True)
+        x1, x2 = to_model_input(batch["x1"], device), to_model_input(batch["x2"], device)
         mask = batch["mask"].to(device, non_blocking=True)
         # the EMA update is done by the loop (outside a compiled graph), hence update_mm=False
         loss, _ = model(x1, x2, rel, 0.0, False, mask=mask, num_masked=cfg["num_mask_patches"])
         return loss
-    imgs = batch["image"].to(device, non_blocking=True)
+    imgs = to_model_input(batch["image"], device)
     loss, _, _ = model(imgs, mask_ratio=cfg["mask_ratio"], noise=batch["noise"].to(device, non_blocking=True))
     return loss
 
@@ -702,7 +702,7 @@ def maybe_visualize(run: Run, epoch: int, vis_samples: list[dict]) -> None:
         return
     if epoch % cfg["vis_every_epochs"] == 0 or epoch == cfg["epochs"]:
         device = run.procs.device
-        imgs = torch.stack([s["image"] for s in vis_samples]).to(device)
+        imgs = to_model_input(torch.stack([s["image"] for s in vis_samples]), device)
         noise = torch.stack([s["noise"] for s in vis_samples]).to(device)
         save_reconstruction_grid(run.raw_model, imgs, noise, cfg["mask_ratio"],
                                  os.path.join(cfg["output_dir"], "vis", f"epoch_{epoch:04d}.png"))
