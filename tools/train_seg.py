@@ -2,6 +2,8 @@
 
     python tools/train_seg.py --backbone mae_vit_base \
         --dataset data/ade/ADEChallengeData2016 --launcher pytorch          # under torchrun, 8 GPUs
+    torchrun --nproc_per_node 2 tools/train_seg.py --backbone mae_vit_tiny --dataset toy \
+        --launcher pytorch                                                   # CPU: gloo, per-process BN
     python tools/train_seg.py --backbone mae_vit_tiny --dataset toy              # CPU toy run
     python tools/train_seg.py --backbone mae_vit_tiny --dataset toy --eval-only  # last checkpoint of the work dir
     python tools/train_seg.py --backbone convmae_base --resume --work-dir work_dirs/seg/convmae
@@ -16,6 +18,8 @@ released MAE UperNet files; loaded strictly); --from-scratch starts a paper row 
 Toy rows start from random initialisation. The log says which weights were loaded.
 --dataset: ade20k (the config's data root), toy (datasets/toy/ade, generated when missing) or the
 path of a folder in mmseg's ADE20K layout. Prints the final mIoU / mAcc / aAcc.
+N processes x batch B train as 1 process x batch B x `--cfg-options optim_wrapper.accumulative_counts=N`
+(same images, augmentation and dropout per micro-batch; transfer/seg/distributed.py says what differs).
 """
 from __future__ import annotations
 

@@ -2,15 +2,18 @@
 
 Importing it registers ``MIMViT`` / ``MIMConvMAE`` (``mmseg.registry.MODELS``) and
 ``MIMLayerDecayOptimizerConstructor`` (``OPTIM_WRAPPER_CONSTRUCTORS``) and ``StrictSegmentorLoadHook``
-(``HOOKS``: whole-segmentor checkpoints load strictly, mmseg's own MAE names converted), and makes mmengine load its
+(``HOOKS``: whole-segmentor checkpoints load strictly, mmseg's own MAE names converted), the seeded sampler,
+dataset wrapper and hook of ``distributed`` (N processes == 1 process with accumulation), and makes mmengine load its
 own checkpoints under torch's ``weights_only=True`` default (``checkpoint_io``). Configs name it in
 ``custom_imports`` so mmseg's own tools find these modules too.
 """
 from .backbones import MIMConvMAE, MIMViT
 from .checkpoint_io import install_checkpoint_loader
+from .distributed import MicroBatchSeedHook, SeededInfiniteSampler, SeededSamples
 from .layer_decay import MIMLayerDecayOptimizerConstructor, get_layer_id
 from .load_hook import StrictSegmentorLoadHook
 
 install_checkpoint_loader()
 
-__all__ = ["MIMViT", "MIMConvMAE", "MIMLayerDecayOptimizerConstructor", "StrictSegmentorLoadHook", "get_layer_id"]
+__all__ = ["MIMViT", "MIMConvMAE", "MIMLayerDecayOptimizerConstructor", "StrictSegmentorLoadHook", "get_layer_id",
+           "MicroBatchSeedHook", "SeededInfiniteSampler", "SeededSamples"]

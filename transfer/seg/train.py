@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mmengine.runner import Runner
 from pretrain.checkpoint_io import CheckpointKind, expect_kind, read_checkpoint
 from pretrain.run_dir import claim_run_dir, is_main_process
 import transfer.seg  # noqa: F401  (registers our modules, installs the weights_only checkpoint loader)
+from transfer.seg import distributed
 from transfer.seg.atomic_backend import use_atomic_checkpoints
 from transfer.config_table import ConfigTable
 from transfer.seg.run_options import apply_weights, check_cfg_options
@@ -46,7 +48,13 @@ def resolve_dataset(cfg: Config, dataset: str, eval_only: bool) -> str:
             from transfer.toy_datasets import write_ade_toy
 
             print_log(f"writing the ADE-format toy set to {root} (tools/make_toy_data.py --only ade)", logger="current")
-            write_ade_toy(root)
+            # written aside and renamed: the processes of a distributed run may all write it at once
+            tmp = f"{root}.tmp-{os.getpid()}"
+            write_ade_toy(tmp)
+            try:
+                os.rename(tmp, root)
+            except OSError:  # another process renamed its copy first (the same files)
+                shutil.rmtree(tmp)
         if cfg.train_dataloader.dataset.get("type") == "ADE20KDataset":
             raise ValueError(
                 "--dataset toy needs a config with the toy classes (configs/seg/toy_*.py, e.g. --backbone mae_vit_tiny); "
@@ -124,6 +132,7 @@ def build_config(
             )
         cfg.load_from = Path(last).read_text().strip()
     cfg.resume = resume
+    distributed.configure(cfg)  # N processes x batch B == 1 x B x accumulation N; gloo on CPU (distributed.py)
     use_atomic_checkpoints(cfg)  # checkpoints never visible half-written (transfer/seg/atomic_backend.py)
     return cfg
 
@@ -134,12 +143,14 @@ def run(cfg: Config, eval_only: bool = False, overwrite: bool = False) -> dict:
     refused unless resuming, evaluating or ``overwrite`` (deletes it), and so is one in use right now."""
     claim = claim_run_dir(cfg.work_dir, resume=bool(cfg.resume) or eval_only, overwrite=overwrite,
                           option="--work-dir") if is_main_process() else nullcontext()
+    distributed.init_cpu_process_group(cfg)
     with claim:
         runner = Runner.from_cfg(cfg)
         _announce_weights(cfg)  # again, into the run's log file
         if eval_only:
             return dict(runner.test())
         runner.train()
+        distributed.check_ranks_agree(runner.model)
     hub = runner.message_hub
     timers = ("val/time", "val/data_time")
     return {key[len("val/"):]: hub.get_scalar(key).current()
