@@ -89,17 +89,19 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 @contextmanager
 def seeded_rngs(seed: int):
-    """Seed torch's and Python's global RNGs (torchvision transforms use them) for the block and put
-    the callers' states back afterwards."""
-    py_state = random.getstate()
+    """Seed torch's, Python's and numpy's global RNGs (torchvision, PIL-based, detectron2/fvcore and
+    mmcv transforms draw from them) for the block and put the callers' states back afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)  # the CPU generator only: torch.manual_seed also queues
         # seeding every accelerator backend, which costs more than decoding a small image
         random.seed(seed)
+        np.random.seed(seed % 2**32)
         try:
             yield
         finally:
             random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 # ------------------------------------------------------------------------------------------ decoding

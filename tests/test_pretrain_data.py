@@ -344,3 +344,20 @@ def test_to_model_input_equals_totensor_and_normalize():
     ours = to_model_input(images, "cpu")
     assert ours.shape == (2, 3, 24, 20) and ours.is_contiguous()
     assert torch.allclose(ours, official, atol=1e-5)
+
+
+def test_seeded_rngs_seeds_and_restores_torch_python_and_numpy():
+    import numpy as np
+    from pretrain.data import seeded_rngs
+
+    def draw():
+        return torch.rand(2).tolist(), random.random(), np.random.rand(2).tolist()
+
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    outside = draw()
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    with seeded_rngs(11):
+        first = draw()
+    assert draw() == outside  # the callers' streams go on as if nothing happened
+    with seeded_rngs(11):
+        assert draw() == first
