@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from mmengine.config import Config, ConfigDict
@@ -47,19 +45,6 @@ from mmseg.registry import DATA_SAMPLERS, DATASETS, HOOKS
 from pretrain.data import sample_seed, seeded_rngs
 
 MICRO_BATCH_KEY = 2**32 - 1  # sample_seed's index for micro-batch seeds: no dataset index reaches it
-
-
-@contextmanager
-def sample_rngs(seed: int):
-    """``pretrain.data.seeded_rngs`` (torch's CPU generator, Python's ``random``) plus numpy's global
-    RNG, seeded for the block; the callers' states are put back afterwards."""
-    np_state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        with seeded_rngs(seed):
-            yield
-    finally:
-        np.random.set_state(np_state)
 
 
 @DATA_SAMPLERS.register_module()
@@ -79,7 +64,7 @@ class SeededInfiniteSampler(InfiniteSampler):
 
 @DATASETS.register_module()
 class SeededSamples:
-    """A dataset whose items, asked for as ``(index, seed)``, run the pipeline under ``sample_rngs(seed)``
+    """A dataset whose items, asked for as ``(index, seed)``, run the pipeline under ``seeded_rngs(seed)``
     (a plain index is passed through unseeded)."""
 
     def __init__(self, dataset: dict | Any) -> None:
@@ -99,7 +84,7 @@ class SeededSamples:
     def __getitem__(self, item):
         if isinstance(item, (tuple, list)):
             index, seed = item
-            with sample_rngs(int(seed)):
+            with seeded_rngs(int(seed)):
                 return self.dataset[int(index)]
         return self.dataset[item]
 
