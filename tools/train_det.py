@@ -5,11 +5,18 @@
     python tools/train_det.py --backbone mae_vit_tiny --dataset toy                              # CPU toy run
     python tools/train_det.py --backbone mae_vit_base --eval-only --weights output/model_final.pth
     python tools/train_det.py --backbone mae_vit_base --num-gpus 8 train.max_iter=1000       # overrides
+    python tools/train_det.py --backbone mae_vit_base --num-gpus 2 train.grad_accum_steps=4  # batch 64 on 2 GPUs
 
 --dataset: coco (detectron2's layout under $DETECTRON2_DATASETS), toy (generated), a registered
 detectron2 dataset name (or TRAIN,TEST), or TRAIN_JSON:TRAIN_IMAGES,TEST_JSON:TEST_IMAGES.
 Trailing key=value pairs override the LazyConfig (detectron2 syntax); keys the config does not have are
 refused (``+key=value`` adds one on purpose).
+
+Processes: --num-gpus N starts N processes per machine, one per GPU (NCCL); on a machine without CUDA
+it starts N CPU processes (gloo). ``dataloader.train.total_batch_size`` is the number of images per
+optimizer step, split over the processes and over ``train.grad_accum_steps`` micro-batches (default 1):
+N processes give the same model as one process accumulating N micro-batches (same ``train.seed``),
+because augmentation and the model's random sampling are seeded per draw (transfer/det/distributed.py).
 
 Initial weights: a paper row starts from the official checkpoint its config names
 (``train.init_checkpoint``, downloaded once and cached: ``pretrain.weights``); ``--weights NAME|PATH``
@@ -39,6 +46,7 @@ from transfer.det.configs import (
     BACKBONE_CONFIGS, ConfigValueError, check_override_keys, check_train_values, config_for_backbone,
 )
 from transfer.det.data import USE_FAST_COCO_EVAL, DatasetNotFoundError, check_dataset, num_classes, resolve_dataset
+from transfer.det.distributed import micro_batch_size
 from transfer.det.engine import do_eval_only, do_train
 
 
@@ -62,7 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in the output dir")
     p.add_argument("--overwrite", action="store_true", help="delete the run already in the output dir and start "
                    "again (without --resume or --overwrite a used output dir is refused)")
-    p.add_argument("--num-gpus", type=int, default=1 if torch.cuda.is_available() else 0)
+    p.add_argument("--num-gpus", type=int, default=1 if torch.cuda.is_available() else 0, metavar="N",
+                   help="processes per machine: one per GPU; without CUDA, N CPU processes talking gloo "
+                   "(0 or 1: one process). Default: 1 with CUDA, else 0 (one CPU process)")
     p.add_argument("--num-machines", type=int, default=1)
     p.add_argument("--machine-rank", type=int, default=0)
     p.add_argument("--dist-url", default="auto")
@@ -128,11 +138,17 @@ def choose_init_weights(args, config_file: str, cfg) -> InitWeights:
     return InitWeights(path, f"INITIAL WEIGHTS: {what}, {origin}, read from {path}", loud=True)
 
 
+def device_of(args) -> str:
+    """cuda when GPUs are asked for and present; --num-gpus N on a machine without CUDA: CPU processes."""
+    return "cuda" if args.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
 def setup(args):
     config_file, cfg = load_config(args)
     output = output_dir(args, config_file)
     if comm.is_main_process():  # one run per output dir, held until this process ends (pretrain/run_dir.py)
         claim_run_dir(output, resume=args.resume or args.eval_only, overwrite=args.overwrite)
+    comm.synchronize()  # the other processes write their logs there only once it is claimed (and cleared)
     init = args.init_weights or choose_init_weights(args, config_file, cfg)
     splits = resolve_dataset(args.dataset, toy_root=os.path.join("datasets", "toy", "coco"))
     if not args.eval_only:
@@ -146,12 +162,15 @@ def setup(args):
     cfg.dataloader.evaluator.use_fast_impl = USE_FAST_COCO_EVAL
     cfg.model.roi_heads.num_classes = num_classes(splits.train)
     cfg.train.output_dir = output
-    cfg.train.device = "cuda" if args.num_gpus > 0 else "cpu"
+    cfg.train.device = device_of(args)
     cfg.train.init_checkpoint = init.path
     cfg.train.allow_partial_weights = args.allow_partial_weights
     keep_environment_dump_off_screen(output, comm.get_rank())  # log.txt keeps it
     default_setup(cfg, args)
-    logging.getLogger("detectron2").log(logging.WARNING if init.loud else logging.INFO, "==> %s", init.message)
+    logger = logging.getLogger("detectron2")
+    logger.log(logging.WARNING if init.loud else logging.INFO, "==> %s", init.message)
+    world, backend = comm.get_world_size(), "GPUs (NCCL)" if cfg.train.device == "cuda" else "the CPU (gloo)"
+    logger.info("==> %s", f"{world} processes on {backend}" if world > 1 else f"1 process on {cfg.train.device}")
     return cfg
 
 
@@ -170,6 +189,8 @@ def cli(argv=None) -> None:
     args = parse_args(argv)
     try:
         config_file, cfg = load_config(args)  # bad overrides fail here, before any worker starts
+        micro_batch_size(cfg.dataloader.train.total_batch_size, max(args.num_gpus, 1) * args.num_machines,
+                         cfg.train.get("grad_accum_steps", 1))  # a batch that does not split: refused here
         args.init_weights = choose_init_weights(args, config_file, cfg)  # one download, not one per GPU
         launch(main, max(args.num_gpus, 1), num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=(args,))

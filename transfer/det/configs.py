@@ -16,8 +16,9 @@ BACKBONE_CONFIGS = DET_CONFIGS.files
 config_for_backbone = DET_CONFIGS.path
 
 
-# keys that detectron2's default_setup reads with a default when a config leaves them out
-DEFAULT_SETUP_KEYS = {"train.seed", "train.cudnn_benchmark"}
+# keys read with a default when a config leaves them out: by detectron2's default_setup (seed, cudnn),
+# by transfer.det.engine (grad_accum_steps: micro-batches per optimizer step, default 1)
+DEFAULT_SETUP_KEYS = {"train.seed", "train.cudnn_benchmark", "train.grad_accum_steps"}
 
 
 class ConfigValueError(ValueError):
@@ -107,6 +108,7 @@ _VALUE_RULES = {
     "train.eval_period": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                           "an integer >= 0 (iterations between evaluations; 0: evaluate at the end only)"),
     "dataloader.train.total_batch_size": (_positive_int, "a positive integer (images per iteration, all GPUs)"),
+    "train.grad_accum_steps": (_positive_int, "a positive integer (micro-batches accumulated per optimizer step)"),
     "optimizer.lr": (lambda v: isinstance(v, Real) and not isinstance(v, bool) and v > 0, "a number > 0"),
 }
 
