@@ -72,7 +72,7 @@ def test_two_processes_equal_one_process_with_accumulation(tmp_path, toy_root):
     one = str(tmp_path / "one")
     train(toy_root, one, 1, "optim_wrapper.accumulative_counts=2", "train_cfg.max_iters=4",
           "default_hooks.checkpoint.interval=4")
-    assert "parameters identical on all 2 ranks" in log
+    assert "parameters after training: identical on all 2 processes" in log
 
     a = load_from_local_weights_only(os.path.join(two, "iter_2.pth"))
     b = load_from_local_weights_only(os.path.join(one, "iter_4.pth"))

@@ -18,12 +18,10 @@ the same for every (world, accum) with the same product.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
-import numpy as np
 import torch
 from detectron2.config import instantiate
 from detectron2.data import DatasetFromList, build_detection_train_loader
@@ -58,19 +56,6 @@ def micro_batch_index(iteration: int, step: int, accum: int, rank: int | None = 
     rank = comm.get_rank() if rank is None else rank
     world = comm.get_world_size() if world is None else world
     return (iteration * accum + step) * world + rank
-
-
-@contextmanager
-def seeded_all_rngs(seed: int):
-    """``pretrain.data.seeded_rngs`` (torch's CPU generator, Python's ``random``) plus numpy's global RNG,
-    which detectron2's and fvcore's transforms draw from; every caller's state is put back afterwards."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        with seeded_rngs(seed):
-            yield
-    finally:
-        np.random.set_state(state)
 
 
 class DrawPositionSampler(Sampler):
@@ -118,7 +103,7 @@ class PositionSeededDataset(Dataset):
     def __getitem__(self, key):
         position, index = key
         record = self.dataset[index]
-        with seeded_all_rngs(sample_seed(self.seed, DATA_STREAM, position)):
+        with seeded_rngs(sample_seed(self.seed, DATA_STREAM, position)):
             mapped = self.mapper(record)
         if mapped is None:
             raise RuntimeError(f"the training mapper dropped {record.get('file_name', index)!r} (returned None)")
@@ -233,26 +218,3 @@ class AccumulatingAMPTrainer(AccumulatingTrainer, AMPTrainer):
             get_event_storage().put_scalar("[metric]grad_scaler", self.grad_scaler.get_scale())
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
-
-
-def parameter_digest(model: torch.nn.Module) -> str:
-    """sha256 of every parameter's bytes, in state-dict order."""
-    digest = hashlib.sha256()
-    for name, param in model.named_parameters():
-        digest.update(name.encode())
-        digest.update(param.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def check_processes_agree(model: torch.nn.Module) -> bool:
-    """After training with several processes: log whether every process holds the same parameters
-    (bit for bit, what DDP guarantees); True with one process."""
-    if comm.get_world_size() == 1:
-        return True
-    digests = comm.all_gather(parameter_digest(model))
-    same = len(set(digests)) == 1
-    if same:
-        logger.info("Parameters after training: identical on all %d processes (sha256 %s)", len(digests), digests[0])
-    else:
-        logger.error("Parameters after training DIFFER between processes: %s", digests)
-    return same

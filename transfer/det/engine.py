@@ -16,9 +16,10 @@ from detectron2.utils import comm
 
 from transfer.det.checkpointer import AtomicDetectionCheckpointer
 from transfer.det.distributed import (
-    AccumulatingAMPTrainer, AccumulatingTrainer, build_train_loader, check_processes_agree, run_seed,
+    AccumulatingAMPTrainer, AccumulatingTrainer, build_train_loader, run_seed,
 )
 from transfer.det.weights import load_weights
+from transfer.rank_agreement import check_ranks_agree
 
 logger = logging.getLogger("detectron2")
 
@@ -97,7 +98,7 @@ def do_train(cfg, resume: bool) -> OrderedDict | dict:
         load_weights(model, cfg.train.init_checkpoint, cfg.train.get("allow_partial_weights", False))
     sampler.first_chunk = start_iter * accum  # a resumed run goes on with the draws it had not trained on
     trainer.train(start_iter, cfg.train.max_iter)
-    check_processes_agree(model)
+    check_ranks_agree(model, logger.info)
     return final_results
 
 

@@ -27,7 +27,6 @@ Runner (which then skips its own initialisation) and ``configure`` builds DDP wi
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import timedelta
 from typing import Any, Iterator
@@ -36,10 +35,9 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config, ConfigDict
 from mmengine.dataset import InfiniteSampler
-from mmengine.dist import all_gather_object, get_dist_info
+from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmseg.registry import DATA_SAMPLERS, DATASETS, HOOKS
 
 from pretrain.data import sample_seed, seeded_rngs
@@ -151,24 +149,3 @@ def init_cpu_process_group(cfg: Config) -> None:
                             **kwargs)
     print_log(f"no CUDA device: gloo process group, rank {dist.get_rank()} of {dist.get_world_size()}",
               logger="current")
-
-
-def parameters_digest(model: torch.nn.Module) -> str:
-    """sha1 over the names and bytes of the parameters (not the buffers: BN statistics are per rank)."""
-    model = model.module if is_model_wrapper(model) else model
-    digest = hashlib.sha1()
-    for name, param in model.named_parameters():
-        digest.update(name.encode())
-        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def check_ranks_agree(model: torch.nn.Module) -> None:
-    """After a distributed run: log whether every rank holds the same parameters (raises if not)."""
-    rank, world_size = get_dist_info()
-    if world_size == 1:
-        return
-    digests = all_gather_object(parameters_digest(model))
-    if len(set(digests)) != 1:
-        raise RuntimeError(f"the ranks' parameters differ after training: {digests}")
-    print_log(f"parameters identical on all {world_size} ranks (sha1 {digests[0][:12]})", logger="current")

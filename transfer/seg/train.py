@@ -21,6 +21,7 @@ import transfer.seg  # noqa: F401  (registers our modules, installs the weights_
 from transfer.seg import distributed
 from transfer.seg.atomic_backend import use_atomic_checkpoints
 from transfer.config_table import ConfigTable
+from transfer.rank_agreement import check_ranks_agree
 from transfer.seg.run_options import apply_weights, check_cfg_options
 
 SEG_CONFIGS = ConfigTable("seg")
@@ -150,7 +151,7 @@ def run(cfg: Config, eval_only: bool = False, overwrite: bool = False) -> dict:
         if eval_only:
             return dict(runner.test())
         runner.train()
-        distributed.check_ranks_agree(runner.model)
+        check_ranks_agree(runner.model, lambda line: print_log(line, logger="current"))
     hub = runner.message_hub
     timers = ("val/time", "val/data_time")
     return {key[len("val/"):]: hub.get_scalar(key).current()
