@@ -51,11 +51,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _train(cwd: Path, output: str, *args: str, backbone: str = "mae_vit_tiny") -> None:
+def _run_cli(cwd: Path, output: str, *args: str, backbone: str = "mae_vit_tiny") -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     tool = [sys.executable, str(ROOT / "tools" / "train_det.py"), "--backbone", backbone, "--output", output]
-    proc = subprocess.run([*tool, "--dist-url", f"tcp://127.0.0.1:{_free_port()}", *args],  # options, then overrides
+    return subprocess.run([*tool, "--dist-url", f"tcp://127.0.0.1:{_free_port()}", *args],  # options, then overrides
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _train(cwd: Path, output: str, *args: str, backbone: str = "mae_vit_tiny") -> None:
+    proc = _run_cli(cwd, output, *args, backbone=backbone)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
@@ -297,3 +301,22 @@ def test_accumulating_two_micro_batches_equals_averaging_their_losses():
     with pytest.warns(UserWarning):  # GradScaler / autocast on a machine without CUDA: disabled
         amp = _steps(AccumulatingAMPTrainer, samples, accum=2, run_step=AccumulatingTrainer.run_step)
     assert torch.equal(amp, accumulated)
+
+
+@pytest.mark.slow
+def test_input_errors_of_a_multi_process_run_are_one_line_not_a_traceback(toy_set, tmp_path):
+    """--num-gpus 2 on CPU: a used --output is refused by the launching process before any worker
+    starts; an empty --weights file, met by the workers, is printed by them and the run exits with 2.
+    Neither shows the launcher's traceback (both did before)."""
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "metrics.json").write_text("{}")
+    proc = _run_cli(tmp_path, str(used), "--num-gpus", "2", "--dataset", toy_set, "train.max_iter=1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"error: --output {used} already holds a run" in proc.stderr
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    proc = _run_cli(tmp_path, str(tmp_path / "fresh"), "--num-gpus", "2", "--dataset", toy_set,
+                    "--weights", str(empty), "train.max_iter=1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "error: " in proc.stderr and "is empty (0 bytes)" in proc.stderr

@@ -36,6 +36,7 @@ import torch
 from detectron2.config import LazyConfig
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm
+from torch.multiprocessing import ProcessExitedException
 
 from pretrain.checkpoint_io import CheckpointError
 from pretrain.encoders import OFFICIAL_WEIGHTS
@@ -88,6 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--eval-only evaluates a trained detector: pass --weights FILE "
                 "(e.g. output/det/<row>/model_final.pth), without --from-scratch")
     args.init_weights = None  # chosen once, before any worker starts (cli)
+    args.output_claimed = False  # set by cli, whose process then holds --output for the whole run
     return args
 
 
@@ -143,11 +145,16 @@ def device_of(args) -> str:
     return "cuda" if args.num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
+def claim_output(args, config_file: str) -> None:
+    """One run per output dir, held until this process ends (pretrain/run_dir.py)."""
+    claim_run_dir(output_dir(args, config_file), resume=args.resume or args.eval_only, overwrite=args.overwrite)
+
+
 def setup(args):
     config_file, cfg = load_config(args)
     output = output_dir(args, config_file)
-    if comm.is_main_process():  # one run per output dir, held until this process ends (pretrain/run_dir.py)
-        claim_run_dir(output, resume=args.resume or args.eval_only, overwrite=args.overwrite)
+    if comm.is_main_process() and not args.output_claimed:
+        claim_output(args, config_file)
     comm.synchronize()  # the other processes write their logs there only once it is claimed (and cleared)
     init = args.init_weights or choose_init_weights(args, config_file, cfg)
     splits = resolve_dataset(args.dataset, toy_root=os.path.join("datasets", "toy", "coco"))
@@ -174,7 +181,7 @@ def setup(args):
     return cfg
 
 
-def main(args) -> dict:
+def run(args) -> dict:
     cfg = setup(args)
     results = do_eval_only(cfg) if args.eval_only else do_train(cfg, resume=args.resume)
     if comm.is_main_process() and results:
@@ -185,6 +192,24 @@ def main(args) -> dict:
     return results
 
 
+# what a user can fix: bad --weights, overrides or data; a used or busy --output
+USER_ERRORS = (CheckpointError, RunDirError, ConfigValueError, WeightsNotFoundError, ChecksumError, DatasetNotFoundError)
+REPORTED_BY_WORKER = 2  # exit code of a worker process that printed the error it met
+
+
+def main(args) -> dict:
+    """One process's run. With several processes, a process that meets a USER_ERRORS error prints it
+    and exits with REPORTED_BY_WORKER, which cli passes on without the launcher's traceback."""
+    try:
+        return run(args)
+    except USER_ERRORS as exc:
+        if comm.get_world_size() == 1:
+            raise
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(REPORTED_BY_WORKER)  # not SystemExit: the other processes wait in collectives
+
+
 def cli(argv=None) -> None:
     args = parse_args(argv)
     try:
@@ -192,11 +217,17 @@ def cli(argv=None) -> None:
         micro_batch_size(cfg.dataloader.train.total_batch_size, max(args.num_gpus, 1) * args.num_machines,
                          cfg.train.get("grad_accum_steps", 1))  # a batch that does not split: refused here
         args.init_weights = choose_init_weights(args, config_file, cfg)  # one download, not one per GPU
+        if args.machine_rank == 0:  # the launching process holds --output while its workers run
+            claim_output(args, config_file)
+            args.output_claimed = True
         launch(main, max(args.num_gpus, 1), num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=(args,))
-    except (CheckpointError, RunDirError, ConfigValueError, WeightsNotFoundError, ChecksumError,
-            DatasetNotFoundError) as exc:  # bad --weights, overrides or data; a used or busy --output
+    except USER_ERRORS as exc:
         sys.exit(f"error: {exc}")
+    except ProcessExitedException as exc:
+        if exc.exit_code != REPORTED_BY_WORKER:
+            raise
+        sys.exit(REPORTED_BY_WORKER)  # the worker printed what went wrong
 
 
 if __name__ == "__main__":
