@@ -53,6 +53,8 @@ class CheckpointKind(enum.Enum):
     ENCODER = "ViT encoder (MAE / SIM encoder-only release, or tools/train_mim.py --export)"
     DETECTRON2 = "detectron2 detector checkpoint"
     MMSEG = "mmseg segmentor checkpoint"
+    MMSEG_VIT_BACKBONE = ("ViT backbone in mmseg's key names (layers.N.ln1, ...; mmseg's beit2mmseg / vit2mmseg "
+                          "converters, mmpretrain)")
     TRAINING_STATE = "tools/train_mim.py training checkpoint (model + optimizer + RNG state)"
     UNKNOWN = "unrecognised checkpoint"
 
@@ -67,6 +69,7 @@ ADVICE = {
     CheckpointKind.TRAINING_STATE: "export its encoder first, then pass encoder.pth: " + EXPORT_HINT,
     CheckpointKind.DETECTRON2: "pass it to tools/train_det.py --weights (or tools/visualize.py det --weights)",
     CheckpointKind.MMSEG: "pass it to tools/train_seg.py --weights (or tools/visualize.py seg --weights)",
+    CheckpointKind.MMSEG_VIT_BACKBONE: "pass it to tools/train_seg.py --weights (it converts mmseg's ViT names)",
     CheckpointKind.UNKNOWN: (
         "pass an official MAE / ConvMAE / SIM pretraining checkpoint, an encoder.pth of tools/train_mim.py, "
         "or a detectron2 / mmseg checkpoint of a whole model"
@@ -79,6 +82,9 @@ for _kind in CheckpointKind:
 # keys only a whole fine-tuned model has
 DETECTOR_MARKERS = ("roi_heads.", "proposal_generator.")
 SEGMENTOR_MARKERS = ("decode_head.", "auxiliary_head.")
+# mmseg's / mmpretrain's ViT block names (a backbone-only file, e.g. mmseg's beit2mmseg output, which also
+# keeps copies of some official names, patch_embed.proj.*: checked before those)
+MMSEG_VIT_BLOCK = re.compile(r"(^|\.)layers\.\d+\.ln1\.")
 TRAINING_STATE_KEYS = {"model", "optimizer", "config", "rng"}  # pretrain.engine.train's checkpoint_now
 STATE_DICT_KEYS = ("model", "state_dict", "module")
 
@@ -106,6 +112,8 @@ def classify_checkpoint(obj: Any) -> CheckpointKind:
         return CheckpointKind.DETECTRON2
     if any(k.startswith(SEGMENTOR_MARKERS) for k in keys):
         return CheckpointKind.MMSEG
+    if any(MMSEG_VIT_BLOCK.search(k) for k in keys):
+        return CheckpointKind.MMSEG_VIT_BACKBONE
     dotted = ["." + k for k in keys]
     if any(".blocks3." in k or ".patch_embed1." in k for k in dotted):
         return CheckpointKind.CONVMAE

@@ -12,8 +12,9 @@
 --backbone picks the paper config (configs/seg/); --config FILE runs any mmengine config instead.
 Weights: each paper row starts from its paper's checkpoint, named in its config (mae_pretrain_vit_base,
 sim_vit_base, convmae_base; downloaded once); --weights NAME|PATH picks another: an official name, a
-pretraining checkpoint (official MAE / ConvMAE / SIM or ours; loaded into the backbone with
-position-table resizing and a key report) or a whole segmentor checkpoint (this tool's, or mmseg's
+pretraining checkpoint (official MAE / ConvMAE / SIM or ours, or a ViT backbone file in mmseg's names
+as mmseg's beit2mmseg converter writes; loaded into the backbone with position-table resizing and a key
+report) or a whole segmentor checkpoint (this tool's, or mmseg's
 released MAE UperNet files; loaded strictly); --from-scratch starts a paper row without weights.
 Toy rows start from random initialisation. The log says which weights were loaded.
 --dataset: ade20k (the config's data root), toy (datasets/toy/ade, generated when missing) or the

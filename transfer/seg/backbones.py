@@ -16,8 +16,10 @@ the old ``arch=`` is refused with a message naming ``name=``.
 Weights: ``pretrained=PATH_OR_NAME`` (what mmseg's ``model.pretrained`` hands to the backbone) or
 ``init_cfg=dict(type='Pretrained', checkpoint=PATH_OR_NAME)`` loads a pretraining checkpoint (official
 MAE / SIM / ConvMAE files or ours; an official name such as ``mae_pretrain_vit_base`` is downloaded
-once by ``pretrain.weights.resolve_weights``) through ``transfer.backbones.load_backbone_checkpoint``
-in ``init_weights()``: position tables are resized to the training size, a checkpoint of another
+once by ``pretrain.weights.resolve_weights``; or a ViT backbone file in mmseg's names, such as mmseg's
+MAE configs start from, renamed by ``mmseg_vit_keys.mmseg_backbone_to_ours``) through
+``transfer.backbones.convert_state_dict`` in ``init_weights()``: the file is read once
+(``read_backbone_state``), position tables are resized to the training size, a checkpoint of another
 architecture or size is refused with ``CheckpointMismatchError``, and the key report is logged and
 kept as ``self.load_report``. ``init_cfg`` ``strict=False`` accepts a checkpoint that leaves backbone
 blocks at init (``tools/train_seg.py --allow-partial-weights``).
@@ -34,10 +36,35 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from mmseg.registry import MODELS
-from pretrain.checkpoint_io import PARTIAL_FLAG
+from pretrain.checkpoint_io import (
+    PARTIAL_FLAG, CheckpointError, CheckpointKind, expect_kind, read_checkpoint, state_dict_of,
+)
 from pretrain.encoders import OFFICIAL_WEIGHTS
+from pretrain.models.checkpoint import PRETRAINING_PURPOSE
 from pretrain.weights import resolve_weights
-from transfer.backbones import CheckpointMismatchError, LoadReport, build_backbone, load_backbone_checkpoint
+from transfer.backbones import CheckpointMismatchError, LoadReport, build_backbone
+from transfer.backbones.checkpoint import convert_state_dict
+
+from .mmseg_vit_keys import mmseg_backbone_to_ours
+
+BACKBONE_KINDS = [k for k in CheckpointKind if k.is_pretraining] + [CheckpointKind.MMSEG_VIT_BACKBONE]
+
+
+def read_backbone_state(path: str) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """(state dict, source for the report, keys dropped on the way) of a backbone checkpoint file: a
+    pretraining checkpoint as it is; a backbone-only file in mmseg's ViT names (mmseg's beit2mmseg output,
+    what mmseg's MAE configs start from) renamed to ours by ``mmseg_vit_keys.mmseg_backbone_to_ours``.
+    Any other kind of file is refused with what to do with it (CheckpointError)."""
+    obj = read_checkpoint(path)
+    kind = expect_kind(obj, path, BACKBONE_KINDS, PRETRAINING_PURPOSE + " or a ViT backbone in mmseg's names")
+    state = state_dict_of(obj, path)
+    if kind is not CheckpointKind.MMSEG_VIT_BACKBONE:
+        return state, path, []
+    try:
+        state, dropped = mmseg_backbone_to_ours(state)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return state, f"{path} (mmseg's ViT names converted)", dropped
 
 
 def refuse_arch_keyword(cls: str, overrides: dict) -> None:
@@ -73,13 +100,14 @@ class _PretrainedBackbone(BaseModule):
         if isinstance(cfg, dict) and cfg.get("type") == "Pretrained":
             path = resolve_weights(os.path.expanduser(cfg["checkpoint"]))
             strict = cfg.get("strict", True)
+            state, source, dropped = read_backbone_state(path)
             try:
-                self.load_report = load_backbone_checkpoint(self.net, path, strict=strict)
+                loaded, report = convert_state_dict(self.net, state, source, strict=strict)
             except CheckpointMismatchError as e:
                 if not strict:
                     raise
                 try:  # would it load without the blocks it lacks? (the run fails either way)
-                    load_backbone_checkpoint(self.net, path, strict=False)
+                    convert_state_dict(self.net, state, source, strict=False)
                 except CheckpointMismatchError:
                     raise e from None
                 raise CheckpointMismatchError(
@@ -88,6 +116,9 @@ class _PretrainedBackbone(BaseModule):
                     f"optim_wrapper.paramwise_cfg.num_layers to match), or pass {PARTIAL_FLAG} to train with "
                     "the blocks it lacks at their initial values (config: init_cfg strict=False)."
                 ) from e
+            self.net.load_state_dict(loaded, strict=False)
+            report.dropped += dropped
+            self.load_report = report
             print_log(f"{type(self).__name__}({self.name}): {self.load_report}", logger="current")
             self._is_init = True
             return

@@ -15,6 +15,10 @@ mmseg 1.2.2 ``mmseg/models/backbones/mae.py`` / ``beit.py`` name the encoder (un
 
 Neck and heads (``neck.*``, ``decode_head.*``, ``auxiliary_head.*``) are mmseg's own modules in
 both and keep their names.
+
+``mmseg_backbone_to_ours`` applies the same rules to a backbone-only file in these names (no ``backbone.``
+prefix): what mmseg's MAE / BEiT configs start from (``pretrain/mae_pretrain_vit_base_mmcls.pth``, written by
+mmseg's tools/model_converters/beit2mmseg.py), read by ``MIMViT`` for ``--weights FILE``.
 """
 from __future__ import annotations
 
@@ -61,16 +65,11 @@ def _merge_qv_bias(encoder: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return encoder
 
 
-def mmseg_vit_to_ours(
-    state: Mapping[str, torch.Tensor], src_prefix: str = MMSEG_PREFIX, dst_prefix: str = OUR_PREFIX
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Rename the encoder keys under ``src_prefix`` (mmseg) to ours under ``dst_prefix``; other keys
-    pass unchanged. Returns (new state dict, dropped keys). Raises ValueError naming any encoder key
-    without a rule (e.g. a final norm, which the MAE recipe does not have)."""
-    encoder = {k[len(src_prefix):]: v for k, v in state.items() if k.startswith(src_prefix)}
-    out = {k: v for k, v in state.items() if not k.startswith(src_prefix)}
-    encoder = _merge_qv_bias(encoder)
-    dropped, unknown = [], []
+def _encoder_to_ours(encoder: dict[str, torch.Tensor], src_prefix: str, dst_prefix: str
+                     ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """mmseg encoder keys (without ``src_prefix``) -> ours under ``dst_prefix``; (state, dropped)."""
+    encoder = _merge_qv_bias(dict(encoder))
+    out, dropped, unknown = {}, [], []
     for key, value in encoder.items():
         if _DERIVED.match(key):
             dropped.append(src_prefix + key)
@@ -87,3 +86,35 @@ def mmseg_vit_to_ours(
             "without a final norm (the MAE recipe's final_norm=False)"
         )
     return out, dropped
+
+
+def mmseg_vit_to_ours(
+    state: Mapping[str, torch.Tensor], src_prefix: str = MMSEG_PREFIX, dst_prefix: str = OUR_PREFIX
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename the encoder keys under ``src_prefix`` (mmseg) to ours under ``dst_prefix``; other keys
+    pass unchanged. Returns (new state dict, dropped keys). Raises ValueError naming any encoder key
+    without a rule (e.g. a final norm, which the MAE recipe does not have)."""
+    encoder = {k[len(src_prefix):]: v for k, v in state.items() if k.startswith(src_prefix)}
+    out = {k: v for k, v in state.items() if not k.startswith(src_prefix)}
+    renamed, dropped = _encoder_to_ours(encoder, src_prefix, dst_prefix)
+    out.update(renamed)
+    return out, dropped
+
+
+# the encoder's own keys in a backbone-only file; anything else there (mmseg's beit2mmseg keeps the
+# official file's other keys: patch_embed.proj.* copies, the final norm, mask_token, the decoder; mmpretrain's
+# final ln1) is not renamed
+_BACKBONE_ENCODER_KEY = re.compile(r"^(layers\.\d+\.|patch_embed\.projection\.|(cls_token|pos_embed)$)")
+
+
+def mmseg_backbone_to_ours(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A backbone-only state dict in mmseg's ViT names (no ``backbone.`` prefix: what mmseg's
+    tools/model_converters/beit2mmseg.py writes and mmseg's MAE / BEiT ``init_cfg`` reads) -> ours,
+    without prefix, for ``transfer.backbones.convert_state_dict``. Keys outside the encoder keep their
+    names (the loader drops and reports them); where a renamed key meets a kept one (beit2mmseg's
+    ``patch_embed.proj.*`` copies) the renamed one wins. Returns (state, dropped); raises ValueError
+    for an encoder key without a rule."""
+    encoder = {k: v for k, v in state.items() if _BACKBONE_ENCODER_KEY.match(k)}
+    renamed, dropped = _encoder_to_ours(encoder, "", "")
+    rest = {k: v for k, v in state.items() if k not in encoder}
+    return {**rest, **renamed}, dropped

@@ -20,6 +20,7 @@ from pretrain.run_dir import claim_run_dir, is_main_process
 import transfer.seg  # noqa: F401  (registers our modules, installs the weights_only checkpoint loader)
 from transfer.seg import distributed
 from transfer.seg.atomic_backend import use_atomic_checkpoints
+from transfer.seg.backbones import BACKBONE_KINDS
 from transfer.config_table import ConfigTable
 from transfer.rank_agreement import check_ranks_agree
 from transfer.seg.run_options import apply_weights, check_cfg_options
@@ -77,11 +78,13 @@ def resolve_dataset(cfg: Config, dataset: str, eval_only: bool) -> str:
 
 
 def is_segmentor_checkpoint(path: str) -> bool:
-    """True for a checkpoint of a whole segmentor (mmseg), False for a pretraining checkpoint of the
-    encoder (official MAE / ConvMAE / SIM files or ours); any other file is refused (CheckpointError
-    saying what to do, e.g. export a training checkpoint's encoder first)."""
-    kinds = [CheckpointKind.MMSEG] + [k for k in CheckpointKind if k.is_pretraining]
-    purpose = "a pretraining checkpoint of the backbone (MAE / ConvMAE / SIM) or an mmseg segmentor checkpoint"
+    """True for a checkpoint of a whole segmentor (mmseg), False for a checkpoint of the backbone alone
+    (official MAE / ConvMAE / SIM pretraining files or ours, or a ViT backbone in mmseg's names such as
+    mmseg's beit2mmseg writes); any other file is refused (CheckpointError saying what to do, e.g. export a
+    training checkpoint's encoder first)."""
+    kinds = [CheckpointKind.MMSEG] + BACKBONE_KINDS
+    purpose = ("a pretraining checkpoint of the backbone (MAE / ConvMAE / SIM, or a ViT backbone in mmseg's names) "
+               "or an mmseg segmentor checkpoint")
     return expect_kind(read_checkpoint(path), path, kinds, purpose) is CheckpointKind.MMSEG
 
 
