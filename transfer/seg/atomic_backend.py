@@ -9,7 +9,8 @@ at it (``backend_args=dict(backend="atomic_local")``), so the Runner itself is u
 
 Not covered: mmengine writes the small ``last_checkpoint`` text file itself with a plain ``open`` (not
 through the backend), after the checkpoint it names is complete; a kill inside that one short write
-can leave it empty (the checkpoints themselves stay whole).
+can leave it empty (the checkpoints themselves stay whole). ``--resume`` / ``--eval-only`` then continue
+from the newest complete checkpoint of the work dir (``transfer.seg.train.checkpoint_to_resume``).
 """
 from __future__ import annotations
 

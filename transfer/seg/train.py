@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import zipfile
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from pretrain.checkpoint_io import CheckpointKind, expect_kind, read_checkpoint
+from pretrain.checkpoint_io import CheckpointError, CheckpointKind, expect_kind, read_checkpoint
 from pretrain.run_dir import claim_run_dir, is_main_process
 import transfer.seg  # noqa: F401  (registers our modules, installs the weights_only checkpoint loader)
 from transfer.seg import distributed
@@ -105,8 +107,61 @@ def _ensure_strict_loading(cfg: Config) -> None:
 
 
 def _announce_weights(cfg: Config) -> None:
-    if cfg.get("weights_summary"):
-        print_log(f"{'=' * 20} {cfg.weights_summary} {'=' * 20}", logger="current", level=logging.WARNING)
+    for line in (cfg.get("weights_summary"), cfg.get("resume_note")):
+        if line:
+            print_log(f"{'=' * 20} {line} {'=' * 20}", logger="current", level=logging.WARNING)
+
+
+CHECKPOINT_FILE = re.compile(r"^(iter|epoch)_(\d+)\.pth$")  # what mmengine's CheckpointHook writes
+
+
+def _is_complete(path: str) -> bool:
+    """A whole torch zip archive (its end record is written last; a truncated file lacks it)."""
+    return os.path.isfile(path) and zipfile.is_zipfile(path)
+
+
+def _newest_complete_checkpoint(work_dir: str) -> str | None:
+    found = []
+    for name in os.listdir(work_dir) if os.path.isdir(work_dir) else []:
+        path = os.path.join(work_dir, name)
+        if (match := CHECKPOINT_FILE.match(name)) and _is_complete(path):
+            found.append((int(match.group(2)), os.path.getmtime(path), path))
+    return max(found)[2] if found else None
+
+
+def checkpoint_to_resume(work_dir: str, flag: str = "--resume") -> tuple[str | None, str]:
+    """(the checkpoint a run in ``work_dir`` continues from, a log line when it is not what mmengine's
+    ``last_checkpoint`` names). mmengine writes ``last_checkpoint`` with a plain ``open`` (the checkpoints
+    themselves atomically, ``atomic_backend``): when it is empty, unreadable, or names a missing or
+    incomplete file, the newest complete ``iter_N.pth`` / ``epoch_N.pth`` of the work dir is used, and
+    when there is none CheckpointError says so. No ``last_checkpoint`` and no checkpoint: (None, '')
+    (a new run)."""
+    last = os.path.join(work_dir, "last_checkpoint")
+    problem = "does not exist"
+    if os.path.exists(last):
+        try:
+            named = Path(last).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            named, problem = "", f"is unreadable ({type(exc).__name__}: {exc})"
+        else:
+            problem = "is empty (a run killed while writing it?)" if not named else ""
+        if named and not os.path.isfile(named):
+            problem = f"names {named}, which does not exist"
+        elif named and not _is_complete(named):
+            problem = f"names {named}, which is incomplete (not a whole torch zip archive)"
+        if not problem:
+            return named, ""
+    newest = _newest_complete_checkpoint(work_dir)
+    if newest is not None:
+        return newest, f"CHECKPOINT: {last} {problem}; {flag} uses {newest}, the newest complete checkpoint there"
+    if problem == "does not exist":
+        return None, ""
+    way_out = ("pass --weights CKPT" if flag == "--eval-only" else
+               "start the run again with --overwrite, or pass --weights CKPT to continue from another checkpoint")
+    raise CheckpointError(
+        f"{flag}: {last} {problem}, and {work_dir} holds no complete iter_*.pth / epoch_*.pth checkpoint to "
+        f"continue from: {way_out}."
+    )
 
 
 def build_config(
@@ -127,14 +182,16 @@ def build_config(
     cfg.weights_summary = apply_weights(cfg, is_segmentor_checkpoint, weights, from_scratch, allow_partial_weights,
                                         eval_only)
     _announce_weights(cfg)
-    if eval_only and not cfg.get("load_from"):
-        last = os.path.join(cfg.work_dir, "last_checkpoint")
-        if not os.path.isfile(last):
+    if (eval_only or resume) and not cfg.get("load_from"):
+        # the work dir's last checkpoint, also when mmengine's last_checkpoint pointer is broken
+        cfg.load_from, cfg.resume_note = checkpoint_to_resume(cfg.work_dir, "--eval-only" if eval_only else "--resume")
+        if cfg.resume_note:
+            print_log(cfg.resume_note, logger="current", level=logging.WARNING)
+        if eval_only and not cfg.load_from:
             raise FileNotFoundError(
                 f"--eval-only needs a segmentor checkpoint: pass --weights CKPT, or a --work-dir holding one "
-                f"(no {last})"
+                f"(no {os.path.join(cfg.work_dir, 'last_checkpoint')})"
             )
-        cfg.load_from = Path(last).read_text().strip()
     cfg.resume = resume
     distributed.configure(cfg)  # N processes x batch B == 1 x B x accumulation N; gloo on CPU (distributed.py)
     use_atomic_checkpoints(cfg)  # checkpoints never visible half-written (transfer/seg/atomic_backend.py)
