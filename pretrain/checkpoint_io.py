@@ -300,7 +300,7 @@ def _resolve_globals(names: Iterable[str]) -> list:
     return out
 
 
-def _torch_load(path: str, zipped: bool) -> Any:
+def _torch_load(path: str, zipped: bool, mmap: bool = False) -> Any:
     static = [(obj, name) for name, obj in TORCH_EXTRA_GLOBALS.items() if not isinstance(obj, tuple)]
     if zipped:
         try:
@@ -316,7 +316,7 @@ def _torch_load(path: str, zipped: bool) -> Any:
         allowed = static
     try:
         with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipped)
     except pickle.UnpicklingError as exc:
         found = re.findall(r"(?:GLOBAL |got <class ')([\w.]+)", str(exc))
         found += re.findall(r"(getattr\(.*\)) is not allowed", str(exc))
@@ -340,8 +340,10 @@ def _pickle_load(path: str) -> Any:
         raise _unreadable(path, "truncated or corrupt pickle", exc) from None
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
     """The object stored in a checkpoint file, read without running code from it (see the module doc).
+    ``mmap``: a zip-format torch file's tensors are mapped, not read (a look at the keys or shapes,
+    e.g. to classify a file that a framework then loads itself, costs almost no IO or memory).
 
     Raises CheckpointError for a missing, empty, truncated, non-checkpoint or unsafe file."""
     path = os.fspath(path)
@@ -349,7 +351,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     with open(path, "rb") as f:
         head = f.read(len(TORCH_LEGACY_MAGIC))
     if head.startswith(TORCH_ZIP_MAGIC):
-        return _torch_load(path, zipped=True)
+        return _torch_load(path, zipped=True, mmap=mmap)
     if head == TORCH_LEGACY_MAGIC:
         return _torch_load(path, zipped=False)
     return _pickle_load(path)  # detectron2 .pkl models, and anything else (refused unless a plain pickle)

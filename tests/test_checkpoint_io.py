@@ -458,3 +458,24 @@ def test_our_own_detector_checkpoints_load_every_parameter(tmp_path, config):
     got = fresh.state_dict()
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the resident set size from /proc")
+def test_mmap_reads_map_a_zip_files_tensors_instead_of_reading_them(tmp_path):
+    """read_checkpoint(mmap=True) (train_seg's look at a --weights file before mmengine reads it again):
+    the same values, and reading a 128 MiB file adds almost nothing to the process's memory; legacy-format
+    files are read as usual."""
+    path = str(tmp_path / "seg.pth")
+    torch.save({"state_dict": {"backbone.w": torch.arange(32 * 2**20, dtype=torch.int32)}}, path)
+    before = _rss_mib()
+    mapped = read_checkpoint(path, mmap=True)
+    assert _rss_mib() - before < 32
+    assert mapped["state_dict"]["backbone.w"][-1].item() == 32 * 2**20 - 1
+    legacy = str(tmp_path / "legacy.pth")
+    torch.save({"w": torch.ones(3)}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_checkpoint(legacy, mmap=True)["w"], torch.ones(3))

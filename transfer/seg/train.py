@@ -87,7 +87,8 @@ def is_segmentor_checkpoint(path: str) -> bool:
     kinds = [CheckpointKind.MMSEG] + BACKBONE_KINDS
     purpose = ("a pretraining checkpoint of the backbone (MAE / ConvMAE / SIM, or a ViT backbone in mmseg's names) "
                "or an mmseg segmentor checkpoint")
-    return expect_kind(read_checkpoint(path), path, kinds, purpose) is CheckpointKind.MMSEG
+    state = read_checkpoint(path, mmap=True)  # a look at the keys: mmengine or our loader reads the file after
+    return expect_kind(state, path, kinds, purpose) is CheckpointKind.MMSEG
 
 
 def _no_amp_without_cuda(cfg: Config) -> None:
