@@ -103,3 +103,18 @@ def test_eval_only_takes_the_same_fallback(trained, tmp_path, toy_root):
     (work_dir / "last_checkpoint").write_text("")
     cfg = build_config(config_for_backbone("mae_vit_tiny"), dataset=toy_root, work_dir=str(work_dir), eval_only=True)
     assert cfg.load_from == str(work_dir / "iter_2.pth") and "--eval-only uses" in cfg.resume_note
+
+
+def test_resume_goes_on_from_the_work_dir_not_from_a_weights_segmentor_file(trained, tmp_path, toy_root):
+    """--resume --weights SEG.pth: a work dir with a checkpoint goes on from it (as train_det); one
+    without starts a new run from SEG.pth's weights, not from its optimizer state and iteration count.
+    Before: mmengine resumed from SEG.pth in both cases (a released mmseg model, at iteration 160000,
+    ends the run before it starts)."""
+    work_dir = copy_run(trained, tmp_path)
+    other = str(trained / "iter_1.pth")  # a segmentor checkpoint of another run
+    common = dict(dataset=toy_root, weights=other, resume=True)
+    cfg = build_config(config_for_backbone("mae_vit_tiny"), work_dir=str(work_dir), **common)
+    assert cfg.resume and cfg.load_from == str(work_dir / "iter_2.pth")
+    assert f"--weights {other} is not used" in cfg.resume_note
+    cfg = build_config(config_for_backbone("mae_vit_tiny"), work_dir=str(tmp_path / "new"), **common)
+    assert not cfg.resume and cfg.load_from == other and cfg.resume_requested

@@ -165,6 +165,21 @@ def checkpoint_to_resume(work_dir: str, flag: str = "--resume") -> tuple[str | N
     )
 
 
+def _resume_from_work_dir(cfg: Config, weights: str) -> None:
+    """--resume continues the run in the work dir (its last checkpoint: weights, optimizer, iteration),
+    as train_det does; --weights only says where a run that has no checkpoint yet starts from. (mmengine
+    alone would resume from a --weights segmentor file: its optimizer state and iteration count, e.g.
+    160000 in mmseg's released models, which ends the run before it starts.)"""
+    path, note = checkpoint_to_resume(cfg.work_dir)
+    if path:
+        if weights:
+            note = (note + "; " if note else "") + f"--resume: the run in {cfg.work_dir} goes on from {path}; " \
+                f"--weights {weights} is not used"
+        cfg.load_from, cfg.resume, cfg.resume_note = path, True, note
+    else:  # nothing to resume: a new run, from --weights (as initial weights) or the config's checkpoint
+        cfg.resume, cfg.resume_note = False, f"--resume: {cfg.work_dir} holds no checkpoint yet; a new run starts"
+
+
 def build_config(
     config: str, dataset: str = "ade20k", weights: str = "", work_dir: str | None = None, resume: bool = False,
     eval_only: bool = False, launcher: str = "none", cfg_options: dict | None = None,
@@ -183,17 +198,19 @@ def build_config(
     cfg.weights_summary = apply_weights(cfg, is_segmentor_checkpoint, weights, from_scratch, allow_partial_weights,
                                         eval_only)
     _announce_weights(cfg)
-    if (eval_only or resume) and not cfg.get("load_from"):
+    cfg.resume, cfg.resume_requested = False, resume  # the latter: the work dir may hold a run (claim_run_dir)
+    if resume:
+        _resume_from_work_dir(cfg, weights)
+    elif eval_only and not cfg.get("load_from"):
         # the work dir's last checkpoint, also when mmengine's last_checkpoint pointer is broken
-        cfg.load_from, cfg.resume_note = checkpoint_to_resume(cfg.work_dir, "--eval-only" if eval_only else "--resume")
-        if cfg.resume_note:
-            print_log(cfg.resume_note, logger="current", level=logging.WARNING)
-        if eval_only and not cfg.load_from:
+        cfg.load_from, cfg.resume_note = checkpoint_to_resume(cfg.work_dir, "--eval-only")
+        if not cfg.load_from:
             raise FileNotFoundError(
                 f"--eval-only needs a segmentor checkpoint: pass --weights CKPT, or a --work-dir holding one "
                 f"(no {os.path.join(cfg.work_dir, 'last_checkpoint')})"
             )
-    cfg.resume = resume
+    if cfg.get("resume_note"):
+        print_log(cfg.resume_note, logger="current", level=logging.WARNING)
     distributed.configure(cfg)  # N processes x batch B == 1 x B x accumulation N; gloo on CPU (distributed.py)
     use_atomic_checkpoints(cfg)  # checkpoints never visible half-written (transfer/seg/atomic_backend.py)
     return cfg
@@ -203,7 +220,7 @@ def run(cfg: Config, eval_only: bool = False, overwrite: bool = False) -> dict:
     """Train (then the final validation) or evaluate; returns the last validation / test metrics.
     The main process first claims the work dir (``pretrain.run_dir``): one that holds another run is
     refused unless resuming, evaluating or ``overwrite`` (deletes it), and so is one in use right now."""
-    claim = claim_run_dir(cfg.work_dir, resume=bool(cfg.resume) or eval_only, overwrite=overwrite,
+    claim = claim_run_dir(cfg.work_dir, resume=cfg.resume_requested or eval_only, overwrite=overwrite,
                           option="--work-dir") if is_main_process() else nullcontext()
     distributed.init_cpu_process_group(cfg)
     with claim:
