@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .encoders import OFFICIAL_WEIGHTS, OfficialWeights
@@ -89,3 +90,26 @@ def resolve_weights(spec: str, cache_dir: str | None = None) -> str:
         f"--weights {spec!r}: no such file, and not an official checkpoint name. Pass a checkpoint file, "
         f"an http(s) URL, or one of: {', '.join(sorted(OFFICIAL_WEIGHTS))}."
     )
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """What a transfer run starts from: ``spec`` (a name, path or URL for ``resolve_weights``; "" for
+    random initialisation) and where the choice came from: '--weights', 'config', '--from-scratch' or
+    'none' (the config names no checkpoint)."""
+
+    spec: str
+    source: str
+
+
+def choose_weights(weights: str, from_scratch: bool, configured: str | None) -> WeightsChoice:
+    """The one rule both transfer tools follow: ``--weights`` replaces the checkpoint the config names,
+    ``--from-scratch`` starts without one; the two together are refused (ValueError)."""
+    if weights and from_scratch:
+        raise ValueError("--from-scratch starts from random initialisation, --weights from a checkpoint: "
+                         "give one of them")
+    if from_scratch:
+        return WeightsChoice("", "--from-scratch")
+    if weights:
+        return WeightsChoice(weights, "--weights")
+    return WeightsChoice(configured, "config") if configured else WeightsChoice("", "none")

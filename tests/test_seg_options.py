@@ -16,6 +16,7 @@ from transfer.backbones import CheckpointMismatchError
 from transfer.seg.run_options import UnknownOptionError
 from transfer.seg.train import build_config, config_for_backbone
 from transfer.toy_datasets import write_ade_toy
+from tool_module import load_tool
 
 register_all_modules(init_default_scope=True)
 
@@ -53,7 +54,7 @@ def test_paper_rows_start_from_their_checkpoint_unless_from_scratch(tmp_path, to
     assert not cfg.model.backbone.get("pretrained")
     cfg = build_config(config_for_backbone(row), dataset=toy_root, work_dir=str(tmp_path), from_scratch=True)
     assert not cfg.model.backbone.get("init_cfg") and not cfg.model.backbone.get("pretrained")
-    with pytest.raises(ValueError, match="contradict"):
+    with pytest.raises(ValueError, match="give one of them"):
         build_config(config_for_backbone(row), dataset=toy_root, work_dir=str(tmp_path), from_scratch=True,
                      weights="x.pth")
 
@@ -87,3 +88,13 @@ def test_shallower_encoder_is_refused_naming_the_flag_and_the_flag_loads_it(tmp_
     model.init_weights()
     report = model.backbone.load_report
     assert any(k.startswith("blocks.3.") for k in report.missing) and "blocks.0.attn.qkv.weight" in report.loaded
+
+
+def test_weights_and_from_scratch_together_are_a_usage_error_not_a_traceback(capsys):
+    """Both transfer tools refuse --weights with --from-scratch through pretrain.weights.choose_weights
+    (train_seg raised a bare ValueError traceback before)."""
+    for tool in ("train_seg", "train_det"):
+        with pytest.raises(SystemExit) as exit_info:
+            load_tool(tool).parse_args(["--backbone", "mae_vit_tiny", "--weights", "x.pth", "--from-scratch"])
+        assert exit_info.value.code == 2
+        assert "--from-scratch starts from random initialisation, --weights from a checkpoint" in capsys.readouterr().err

@@ -102,3 +102,14 @@ def test_paths_pass_and_unknown_names_list_the_official_ones(tmp_path):
     assert weights.resolve_weights(str(ckpt)) == str(ckpt)
     with pytest.raises(weights.WeightsNotFoundError, match="mae_pretrain_vit_base"):
         weights.resolve_weights("mae_pretrian_vit_base")
+
+
+def test_choose_weights_is_the_one_precedence_rule():
+    from pretrain.weights import WeightsChoice, choose_weights
+
+    assert choose_weights("a.pth", False, "mae_pretrain_vit_base") == WeightsChoice("a.pth", "--weights")
+    assert choose_weights("", False, "mae_pretrain_vit_base") == WeightsChoice("mae_pretrain_vit_base", "config")
+    assert choose_weights("", True, "mae_pretrain_vit_base") == WeightsChoice("", "--from-scratch")
+    assert choose_weights("", False, None) == WeightsChoice("", "none")
+    with pytest.raises(ValueError, match="give one of them"):
+        choose_weights("a.pth", True, None)

@@ -40,7 +40,7 @@ from torch.multiprocessing import ProcessExitedException
 
 from pretrain.checkpoint_io import CheckpointError
 from pretrain.encoders import OFFICIAL_WEIGHTS
-from pretrain.weights import ChecksumError, WeightsNotFoundError, resolve_weights
+from pretrain.weights import ChecksumError, WeightsNotFoundError, choose_weights, resolve_weights
 from pretrain.run_dir import RunDirError, claim_run_dir
 from transfer.det.log_setup import keep_environment_dump_off_screen
 from transfer.det.configs import (
@@ -83,8 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("give --backbone NAME or --config FILE")
     if args.overwrite and (args.resume or args.eval_only):
         p.error("--overwrite deletes the run in --output: it cannot go with --resume or --eval-only")
-    if args.from_scratch and args.weights:
-        p.error("--from-scratch starts from random initialisation, --weights from a checkpoint: give one of them")
+    try:
+        choose_weights(args.weights, args.from_scratch, None)  # the two together are refused
+    except ValueError as exc:
+        p.error(str(exc))
     if args.eval_only and (args.from_scratch or not args.weights):
         p.error("--eval-only evaluates a trained detector: pass --weights FILE "
                 "(e.g. output/det/<row>/model_final.pth), without --from-scratch")
@@ -122,16 +124,17 @@ def choose_init_weights(args, config_file: str, cfg) -> InitWeights:
     row, named, output = Path(config_file).name, cfg.train.get("init_checkpoint", ""), output_dir(args, config_file)
     if args.resume and os.path.isfile(os.path.join(output, "last_checkpoint")):
         return InitWeights("", f"resuming the run in {output}: the weights come from its last checkpoint")
-    if args.from_scratch:
+    choice = choose_weights(args.weights, args.from_scratch, named)
+    if choice.source == "--from-scratch":
         skipped = f", not from {named!r} that {row} names" if named else ""
         return InitWeights("", f"RANDOM INITIALISATION (--from-scratch){skipped}: no pretrained weights", loud=True)
-    spec, origin = (args.weights, "given by --weights") if args.weights else (named, f"named by {row}")
-    if not spec:
+    if choice.source == "none":
         return InitWeights("", f"random initialisation: {row} names no checkpoint and no --weights was given")
+    spec, origin = choice.spec, "given by --weights" if choice.source == "--weights" else f"named by {row}"
     try:
         path = resolve_weights(spec)
     except WeightsNotFoundError as exc:
-        if args.weights:
+        if choice.source == "--weights":
             raise
         raise WeightsNotFoundError(f"{exc} ({row} starts from {spec!r}; --from-scratch trains it from random "
                                    "initialisation instead.)") from exc

@@ -32,7 +32,7 @@ from mmengine.config import DictAction
 
 from pretrain.checkpoint_io import CheckpointError
 from pretrain.run_dir import RunDirError
-from pretrain.weights import WeightsNotFoundError
+from pretrain.weights import WeightsNotFoundError, choose_weights
 from transfer.backbones import CheckpointMismatchError
 from transfer.seg.run_options import UnknownOptionError
 from transfer.seg.train import BACKBONE_CONFIGS, build_config, config_for_backbone, run
@@ -62,6 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("give --backbone NAME or --config FILE")
     if args.overwrite and (args.resume or args.eval_only):
         p.error("--overwrite deletes the run in --work-dir: it cannot go with --resume or --eval-only")
+    try:
+        choose_weights(args.weights, args.from_scratch, None)  # the two together are refused
+    except ValueError as exc:
+        p.error(str(exc))
     return args
 
 

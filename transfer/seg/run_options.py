@@ -22,7 +22,7 @@ from mmseg import registry
 from mmseg.utils import register_all_modules
 
 from pretrain.encoders import OFFICIAL_WEIGHTS
-from pretrain.weights import resolve_weights
+from pretrain.weights import choose_weights, resolve_weights
 
 
 class UnknownOptionError(ValueError):
@@ -125,14 +125,13 @@ def apply_weights(
 
     A segmentor checkpoint (``is_segmentor(path)``) becomes ``load_from`` (loaded whole and strictly);
     a pretraining checkpoint the backbone's ``init_cfg``. Raises ValueError for contradicting flags."""
-    if weights and from_scratch:
-        raise ValueError("--weights and --from-scratch contradict each other: pass one of them")
     backbone = cfg.model.backbone
     configured = _configured_checkpoint(backbone)
+    choice = choose_weights(weights, from_scratch, configured)  # --weights and --from-scratch: ValueError
     if configured:
         backbone.pop("init_cfg", None)  # set again below when the backbone is to load a checkpoint
     backbone.pretrained = cfg.model.pretrained = None
-    if weights:
+    if choice.source == "--weights":
         path = resolve_weights(weights)
         if is_segmentor(path):
             cfg.load_from = path
@@ -143,10 +142,11 @@ def apply_weights(
                 "backbone only (its heads would be random)"
             )
         configured = path
-    elif from_scratch or eval_only:
-        return ("WEIGHTS: none, the backbone starts from random initialisation (--from-scratch)" if from_scratch
-                else "WEIGHTS: from the segmentor checkpoint to evaluate")
-    if not configured:
+    elif choice.source == "--from-scratch":
+        return "WEIGHTS: none, the backbone starts from random initialisation (--from-scratch)"
+    elif eval_only:
+        return "WEIGHTS: from the segmentor checkpoint to evaluate"
+    elif choice.source == "none":
         return "WEIGHTS: none, the backbone starts from random initialisation (this config names no checkpoint)"
     backbone.init_cfg = dict(type="Pretrained", checkpoint=configured, strict=not allow_partial)
     where = "official checkpoint, downloaded once" if configured in OFFICIAL_WEIGHTS else os.path.abspath(configured)
