@@ -49,6 +49,7 @@ from transfer.det.configs import (
 from transfer.det.data import USE_FAST_COCO_EVAL, DatasetNotFoundError, check_dataset, num_classes, resolve_dataset
 from transfer.det.distributed import micro_batch_size
 from transfer.det.engine import do_eval_only, do_train
+from transfer.run_flags import refuse_contradicting_flags
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,14 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dist-url", default="auto")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="key=value LazyConfig overrides")
     args = p.parse_args(argv)
-    if not args.backbone and not args.config:
-        p.error("give --backbone NAME or --config FILE")
-    if args.overwrite and (args.resume or args.eval_only):
-        p.error("--overwrite deletes the run in --output: it cannot go with --resume or --eval-only")
-    try:
-        choose_weights(args.weights, args.from_scratch, None)  # the two together are refused
-    except ValueError as exc:
-        p.error(str(exc))
+    refuse_contradicting_flags(p, args, "--output")
     if args.eval_only and (args.from_scratch or not args.weights):
         p.error("--eval-only evaluates a trained detector: pass --weights FILE "
                 "(e.g. output/det/<row>/model_final.pth), without --from-scratch")

@@ -32,8 +32,9 @@ from mmengine.config import DictAction
 
 from pretrain.checkpoint_io import CheckpointError
 from pretrain.run_dir import RunDirError
-from pretrain.weights import WeightsNotFoundError, choose_weights
+from pretrain.weights import WeightsNotFoundError
 from transfer.backbones import CheckpointMismatchError
+from transfer.run_flags import refuse_contradicting_flags
 from transfer.seg.run_options import UnknownOptionError
 from transfer.seg.train import BACKBONE_CONFIGS, build_config, config_for_backbone, run
 
@@ -58,14 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="key=value overrides of the config")
     args = p.parse_args(argv)
-    if not args.backbone and not args.config:
-        p.error("give --backbone NAME or --config FILE")
-    if args.overwrite and (args.resume or args.eval_only):
-        p.error("--overwrite deletes the run in --work-dir: it cannot go with --resume or --eval-only")
-    try:
-        choose_weights(args.weights, args.from_scratch, None)  # the two together are refused
-    except ValueError as exc:
-        p.error(str(exc))
+    refuse_contradicting_flags(p, args, "--work-dir")
     return args
 
 
