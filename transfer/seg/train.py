@@ -197,7 +197,6 @@ def build_config(
     _ensure_strict_loading(cfg)
     cfg.weights_summary = apply_weights(cfg, is_segmentor_checkpoint, weights, from_scratch, allow_partial_weights,
                                         eval_only)
-    _announce_weights(cfg)
     cfg.resume, cfg.resume_requested = False, resume  # the latter: the work dir may hold a run (claim_run_dir)
     if resume:
         _resume_from_work_dir(cfg, weights)
@@ -209,8 +208,7 @@ def build_config(
                 f"--eval-only needs a segmentor checkpoint: pass --weights CKPT, or a --work-dir holding one "
                 f"(no {os.path.join(cfg.work_dir, 'last_checkpoint')})"
             )
-    if cfg.get("resume_note"):
-        print_log(cfg.resume_note, logger="current", level=logging.WARNING)
+    _announce_weights(cfg)
     distributed.configure(cfg)  # N processes x batch B == 1 x B x accumulation N; gloo on CPU (distributed.py)
     use_atomic_checkpoints(cfg)  # checkpoints never visible half-written (transfer/seg/atomic_backend.py)
     return cfg
