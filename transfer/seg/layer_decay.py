@@ -20,7 +20,6 @@ official constructors).
 from __future__ import annotations
 
 import json
-import re
 
 import torch.nn as nn
 from mmengine.dist import get_dist_info
@@ -29,8 +28,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-_EMBEDDING = re.compile(r"^(pos_embed|cls_token|mask_token)$|^(patch_embed\d*|blocks1|blocks2)\.")
-_BLOCK = re.compile(r"^(?:blocks|blocks3)\.(\d+)\.")
+from transfer.backbones.layer_id import trunk_layer_id
 
 
 def get_layer_id(name: str, num_layers: int) -> int:
@@ -40,18 +38,7 @@ def get_layer_id(name: str, num_layers: int) -> int:
     name = name[len("backbone."):]
     if name.startswith("net."):  # our mmseg wrappers hold the transfer.backbones module as .net
         name = name[len("net."):]
-    if _EMBEDDING.search(name):
-        return 0
-    match = _BLOCK.match(name)
-    if match:
-        block = int(match.group(1))
-        if block >= num_layers:
-            raise ValueError(
-                f"parameter backbone.{name} is in block {block} but paramwise_cfg.num_layers is {num_layers}; "
-                "set num_layers to the number of transformer blocks (12 for ViT-B, 11 for ConvMAE-B)"
-            )
-        return block + 1
-    return num_layers + 1
+    return trunk_layer_id(name, num_layers)
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
