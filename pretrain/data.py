@@ -1,13 +1,12 @@
-"""Pretraining data: an image folder tree or a list file, the MAE/ConvMAE and SIM augmentations, and a
-resumable distributed batch sampler.
+"""Pretraining data: an image folder tree or a list file, the MAE/ConvMAE augmentation (SIM's two views
+are in pretrain/models/sim/views.py), and a resumable distributed batch sampler.
 
 Determinism (what makes mid-epoch resume bit-identical and DDP equal to gradient accumulation):
 - ``ResumableBatchSampler`` draws one permutation per epoch from (seed, epoch) and hands micro-batch
   ``b`` of rank ``r`` the slice ``perm[(b * world + r) * B : ... + B]``; it can start at any batch.
 - it yields ``(epoch, index)`` pairs, and ``PretrainDataset`` draws every random number of a sample
-  (crop, flip, mask noise; SIM's colour operations through the global RNGs seeded from it) from a
-  generator seeded by (seed, epoch, index). A sample therefore does not depend on the worker, the
-  rank or what came before it.
+  (crop, flip, mask noise, SIM's colour choices) from a generator seeded by (seed, epoch, index). A
+  sample therefore does not depend on the worker, the rank or what came before it.
 - an unreadable image is replaced by the next readable one (a deterministic choice); the sample
   carries ``unreadable``: its own file's index when that file could not be read, else -1. Every index
   is drawn once per epoch, so the training loop collects the distinct unreadable files (a file passed
@@ -35,15 +34,14 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
 try:  # torchvision >= 0.29 marks its image codecs deprecated; without them, PIL decodes everything
     from torchvision.io import ImageReadMode, decode_image, read_file
 except ImportError:  # pragma: no cover - depends on the installed torchvision
     decode_image = None
 
-from pretrain.models.masking import block_wise_mask
-from pretrain.models.pos_embed import RelativeCrop, relative_crop
+from pretrain.models.sim.masking import block_wise_mask
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -211,90 +209,6 @@ def reference_transform(img_size: int = 224, scale: Sequence[float] = (0.2, 1.0)
     ])
 
 
-class GaussianBlur:
-    """SimCLR's blur with sigma ~ U(0.1, 2.0) (OpenGVLab/Siamese-Image-Modeling util/augmentation.py)."""
-
-    def __init__(self, sigma: Sequence[float] = (0.1, 2.0)):
-        self.sigma = sigma
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return img.filter(ImageFilter.GaussianBlur(radius=random.uniform(*self.sigma)))
-
-
-class Solarize:
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return ImageOps.solarize(img)
-
-
-class SIMTransform:
-    """SIM's two views (OpenGVLab/Siamese-Image-Modeling main_pretrain.py DataAugmentationForSIM):
-    each view flips (p=0.5) and then takes its own RandomResizedCrop(size, scale=(crop_min, 1), bicubic);
-    colour: jitter(0.4, 0.4, 0.2, 0.1) p=0.8, grayscale p=0.2, blur p=1.0 (view 1) / p=0.1 + solarize
-    p=0.2 (view 2); ImageNet normalisation (``to_model_input``, on the device).
-
-    Geometry runs on uint8 tensors with its draws from ``generator`` (``ResizedCrop``; cropping the
-    unflipped image and flipping the result equals the official flip-then-crop), the colour operations
-    on the small PIL crop exactly as the official ones, under the global RNGs seeded from
-    ``generator``. ``reference=True`` is the official pipeline on PIL images, global RNGs throughout,
-    normalised float views (for comparisons). Returns {'x1', 'x2': uint8 [size, size, 3] (float
-    [3, size, size] with ``reference``), 'box1', 'box2': [4] = (top, left, height, width) of each crop
-    in the original (unflipped) image, as fractions of its height/width, 'flip1', 'flip2': bool}.
-    ``sim_relative_crop`` turns a batch of these into the model's ``rel_pos_21``.
-    """
-
-    def __init__(self, img_size: int = 224, crop_min: float = 0.08, reference: bool = False):
-        self.crop = ResizedCrop(img_size, (crop_min, 1.0))
-        self.reference = reference
-        jitter = T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8)
-        self.color1 = T.Compose([jitter, T.RandomGrayscale(0.2), T.RandomApply([GaussianBlur()], p=1.0)])
-        self.color2 = T.Compose([
-            jitter, T.RandomGrayscale(0.2), T.RandomApply([GaussianBlur()], p=0.1),
-            T.RandomApply([Solarize()], p=0.2),
-        ])
-        self.to_tensor = normalize_to_tensor()
-
-    def view(self, img: torch.Tensor, generator: torch.Generator | None) -> tuple[Image.Image, torch.Tensor, bool]:
-        """Flip, then crop (the official order of draws) -> (crop, box in the unflipped image, flipped)."""
-        flip = torch.rand(1, generator=generator).item() < 0.5
-        height, width = img.shape[1:]
-        i, j, h, w = self.crop.params(height, width, generator)  # in the flipped image
-        left = width - j - w if flip else j  # the same pixels' columns in the unflipped image
-        out = self.crop(img, i, left, h, w)
-        crop = Image.fromarray((out.flip(1) if flip else out).numpy())
-        return crop, torch.tensor([i / height, left / width, h / height, w / width]), flip
-
-    def reference_view(self, img: Image.Image) -> tuple[Image.Image, torch.Tensor, bool]:
-        """The official view: PIL flip, torchvision's crop draw, PIL crop and resize."""
-        flip = bool(torch.rand(1) < 0.5)
-        i, j, h, w = T.RandomResizedCrop.get_params(img, self.crop.scale, self.crop.ratio)
-        left = img.width - j - w if flip else j
-        crop = TF.resized_crop(TF.hflip(img) if flip else img, i, j, h, w, [self.crop.size] * 2,
-                               T.InterpolationMode.BICUBIC)
-        return crop, torch.tensor([i / img.height, left / img.width, h / img.height, w / img.width]), flip
-
-    def __call__(self, img: Image.Image | torch.Tensor, generator: torch.Generator | None = None) -> dict:
-        if self.reference:
-            img = img.convert("RGB")
-            (v1, box1, flip1), (v2, box2, flip2) = self.reference_view(img), self.reference_view(img)
-            x1, x2 = self.to_tensor(self.color1(v1)), self.to_tensor(self.color2(v2))
-        else:
-            img = as_uint8_tensor(img)
-            (v1, box1, flip1), (v2, box2, flip2) = self.view(img, generator), self.view(img, generator)
-            with seeded_rngs(int(torch.randint(2**31, (1,), generator=generator))):  # torchvision's and PIL's draws
-                x1, x2 = (torch.from_numpy(np.array(self.color1(v1))), torch.from_numpy(np.array(self.color2(v2))))
-        return {"x1": x1, "x2": x2, "box1": box1, "box2": box2, "flip1": flip1, "flip2": flip2}
-
-
-def sim_relative_crop(box1: torch.Tensor, box2: torch.Tensor, flip1: torch.Tensor, flip2: torch.Tensor) -> RelativeCrop:
-    """Boxes [N, 4] (top, left, height, width as fractions of the unflipped image) and flips [N] ->
-    the official ``rel_pos_21`` (crop parameters are taken in the flipped image, width 1)."""
-    def flipped(box, flip):  # left edge in the flipped image: 1 - left - width
-        left = torch.where(flip.bool(), 1 - box[:, 1] - box[:, 3], box[:, 1])
-        return torch.stack([box[:, 0], left, box[:, 2], box[:, 3]], dim=1)
-
-    return relative_crop(flipped(box1, flip1), flipped(box2, flip2), flip1, flip2, torch.ones(box1.shape[0]))
-
-
 # ------------------------------------------------------------------------------------------ dataset
 class PretrainDataset(torch.utils.data.Dataset):
     """Images from ``list_images(source)`` through ``transform``; indexed by ``(epoch, index)`` pairs
@@ -397,17 +311,6 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
             yield [(self.epoch, i) for i in perm[lo : lo + self.batch_size]]
 
 
-def build_dataset(cfg: dict, method: str, grid: tuple[int, int]) -> PretrainDataset:
-    """The dataset a config asks for: MAE-style single view (mae, convmae) or SIM's two views."""
-    if method == "sim":
-        transform = SIMTransform(cfg["img_size"], cfg["crop_min"])
-        return PretrainDataset(
-            cfg["data"], transform, cfg["seed"], "sim", grid, cfg["num_mask_patches"], cfg["min_mask_patches"]
-        )
-    transform = MAETransform(cfg["img_size"], cfg["crop_scale"], cfg["hflip"])
-    return PretrainDataset(cfg["data"], transform, cfg["seed"], "mae", grid)
-
-
 def num_grid_tokens(img_size: int, patch_size: int) -> tuple[int, int]:
     if img_size % patch_size:
         raise ValueError(f"img_size {img_size} is not divisible by the patch size {patch_size}")
@@ -415,7 +318,6 @@ def num_grid_tokens(img_size: int, patch_size: int) -> tuple[int, int]:
 
 
 __all__ = [
-    "list_images", "read_rgb", "MAETransform", "SIMTransform", "reference_transform", "PretrainDataset",
-    "ResumableBatchSampler", "unreadable_indices", "to_model_input", "draw_crop",
-    "sim_relative_crop", "build_dataset", "IMAGENET_MEAN", "IMAGENET_STD",
+    "list_images", "read_rgb", "MAETransform", "reference_transform", "PretrainDataset",
+    "ResumableBatchSampler", "unreadable_indices", "to_model_input", "draw_crop", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

@@ -10,10 +10,9 @@ import pytest
 import torch
 from pretrain_toy import write_images
 
-from pretrain.data import (
-    MAETransform, PretrainDataset, ResumableBatchSampler, SIMTransform, list_images, sim_relative_crop,
-)
-from pretrain.models.pos_embed import relative_crop
+from pretrain.data import MAETransform, PretrainDataset, ResumableBatchSampler, list_images
+from pretrain.models.sim.geometry import relative_crop, sim_relative_crop
+from pretrain.models.sim.views import SIMTransform
 
 
 def test_list_images_tree_and_list_file(tmp_path):
@@ -130,7 +129,8 @@ def _break_images(root, names):
 def test_skip_counter_counts_distinct_files_over_epochs(tmp_path):
     """3 unreadable files (two of them adjacent in the sorted order), 3 epochs: the run reports 3
     (it said 12: every retry of every sample in every epoch was added up)."""
-    from pretrain.engine import load_config, train
+    from pretrain.config import load_config
+    from pretrain.engine import train
     from pretrain_toy import config_path
 
     root = write_images(str(tmp_path / "d"), 9, 32)
@@ -297,7 +297,7 @@ def test_sim_views_follow_the_official_geometry():
     pil = Image.fromarray(coords.permute(1, 2, 0).numpy())
     fast, official = SIMTransform(64, 0.08), SIMTransform(64, 0.08, reference=True)
     for t in (fast, official):
-        t.color1 = t.color2 = lambda view: view  # geometry only
+        t.color1 = t.color2 = lambda view, *generator: view  # geometry only
     n = 400
     torch.manual_seed(0)
     ours = [fast(coords, torch.Generator().manual_seed(seed)) for seed in range(n)]

@@ -8,15 +8,10 @@ import torch
 
 from pretrain.models import build_model
 from pretrain.models.checkpoint import load_pretrained
-from pretrain.models.masking import block_wise_mask, visible_indices
-from pretrain.models.pos_embed import (
-    RelativeCrop,
-    get_2d_sincos_pos_embed,
-    relative_crop,
-    relative_pos_embed,
-    sincos_2d_from_coords,
-)
+from pretrain.models.pos_embed import get_2d_sincos_pos_embed, sincos_2d_from_coords
 from pretrain.models.sim import unigrad_loss
+from pretrain.models.sim.geometry import RelativeCrop, relative_crop, relative_pos_embed
+from pretrain.models.sim.masking import block_wise_mask, visible_indices
 
 
 def tiny(**kw):

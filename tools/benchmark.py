@@ -45,8 +45,8 @@ from contextlib import nullcontext
 import torch
 
 from pretrain.models import build_model
-from pretrain.models.masking import block_wise_mask
-from pretrain.models.pos_embed import relative_crop
+from pretrain.models.sim.geometry import relative_crop
+from pretrain.models.sim.masking import block_wise_mask
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -148,7 +148,8 @@ def data(args: argparse.Namespace) -> None:
     """Input pipeline throughput on one core: ours vs the official composition, MAE and SIM."""
     import torchvision
 
-    from pretrain.data import MAETransform, PretrainDataset, SIMTransform, reference_transform
+    from pretrain.data import MAETransform, PretrainDataset, reference_transform
+    from pretrain.models.sim.views import SIMTransform
 
     torch.set_num_threads(1)
     size = args.img_size

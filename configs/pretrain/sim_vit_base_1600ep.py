@@ -8,7 +8,7 @@ Source: OpenGVLab/Siamese-Image-Modeling configs/pretrain/dist_sim_base_1600ep.s
 --neg_weight 0.02, --decoder_embed_dim 768; main_pretrain.py defaults: projector_depth 2,
 predictor_depth 4, beta2 0.95, frozen patch embedding, fp16 AMP (we default to bf16 on GPU),
 timm param_groups_weight_decay (no decay on 1-d parameters), SyncBN under DDP; augmentation
-DataAugmentationForSIM (pretrain/data.py SIMTransform); block-wise masks from util/datasets.py
+DataAugmentationForSIM (pretrain/models/sim/views.py SIMTransform); block-wise masks from util/datasets.py
 (BEiT generator, min 16 patches per block, fixed count).
 """
 model = "sim_vit_base"  # decoder 768-d, projector 2, predictor 4 blocks, neg_weight 0.02

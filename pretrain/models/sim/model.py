@@ -22,10 +22,11 @@ import torch.nn as nn
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
-from .masking import gather_tokens, visible_indices
-from .pos_embed import RelativeCrop, relative_pos_embed
-from .registry import register_model
-from .vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
+from ..masking import gather_tokens
+from ..registry import register_model
+from ..vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
+from .geometry import RelativeCrop, relative_pos_embed
+from .masking import visible_indices
 
 
 class PermuteBN(nn.Module):
@@ -260,7 +261,7 @@ class SiameseIMViT(GradCheckpointing, nn.Module):
 
         x1, x2: the two views [N, 3, H, W] (x1 masked -> online; x2 full -> momentum target).
         rel_pos_21: ``RelativeCrop`` of view 2 relative to view 1 (delta_i, delta_j, delta_h,
-            delta_w, relative_flip, flip_delta_j), each [N]; see ``pos_embed.relative_crop``.
+            delta_w, relative_flip, flip_delta_j), each [N]; see ``geometry.relative_crop``.
         mm: EMA momentum; update_mm: apply ``update_momentum(mm)`` before the target pass (the
             official engine sets it at the first micro-batch of each accumulation step).
         mask: block-wise mask of view 1, [N, L] or [N, gh, gw], 1 = masked; every row must have
@@ -269,7 +270,7 @@ class SiameseIMViT(GradCheckpointing, nn.Module):
         Returns (loss, {'loss_sim': detached loss}).
         """
         if mask is None:
-            raise ValueError("SIM needs the block-wise mask of view 1 (see masking.block_wise_mask)")
+            raise ValueError("SIM needs the block-wise mask of view 1 (see pretrain.models.sim.masking.block_wise_mask)")
         mask = mask.reshape(mask.shape[0], -1)
         if num_masked is None:
             num_masked = int(mask[0].sum())
