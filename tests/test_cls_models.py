@@ -226,3 +226,28 @@ def test_partial_or_wrong_files_are_errors():
         load_classifier_weights(build_classifier("mae_vit_tiny", 3), {k: v for k, v in sd.items() if ".1." not in k})
     with pytest.raises(CheckpointMismatchError):  # a ViT file into ConvMAE
         load_classifier_weights(build_classifier("convmae_tiny", 3, img_size=64), sd)
+
+
+def test_sim_pretraining_file_loads_the_online_encoder():
+    torch.manual_seed(0)
+    pretrain = build_model("sim_vit_tiny")
+    model = build_classifier("sim_vit_tiny", 3)
+    report = load_classifier_weights(model, pretrain.state_dict())
+    assert set(report.missing) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
+    assert torch.equal(model.blocks[0].attn.qkv.weight, pretrain.blocks[0].attn.qkv.weight)
+    assert not any(k.startswith("blocks.") for k in report.dropped)  # the online encoder's blocks all used
+
+
+@pytest.mark.parametrize("name", ["mae_vit_tiny", "convmae_tiny"])
+def test_grad_checkpointing_keeps_gradients(name, one_thread):
+    torch.manual_seed(0)
+    model = build_classifier(name, 3, img_size=32).train()
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for enable in (False, True):
+        model.set_grad_checkpointing(enable)
+        model.zero_grad()
+        model(x).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

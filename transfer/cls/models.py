@@ -32,6 +32,7 @@ from timm.models.vision_transformer import VisionTransformer as TimmVisionTransf
 from pretrain.encoders import encoder
 from pretrain.models import build_model
 from pretrain.models.conv_stages import ConvStages, GridLayout
+from pretrain.models.vit_common import GradCheckpointing
 
 LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)
 
@@ -104,10 +105,10 @@ def build_vit(size: TrunkSize, num_classes: int, global_pool: bool, drop_path_ra
 
 
 # ------------------------------------------------------------------------------------------ ConvMAE
-class ConvViT(ConvStages, nn.Module):
+class ConvViT(GradCheckpointing, ConvStages, nn.Module):
     """Official ConvMAE fine-tuning model ``ConvViT`` (parameter names equal), built from our ConvMAE
     stage modules (``pretrain.models.conv_stages``). images [N, 3, H, W] (H, W divisible by 16) ->
-    logits [N, num_classes]."""
+    logits [N, num_classes]. ``set_grad_checkpointing()`` as timm's ViT."""
 
     arch = "convmae"
     num_prefix_tokens = 0
@@ -150,13 +151,12 @@ class ConvViT(ConvStages, nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
 
-    @staticmethod
-    def _conv_stage(x: torch.Tensor, blocks: nn.ModuleList) -> torch.Tensor:
+    def _conv_stage(self, x: torch.Tensor, blocks: nn.ModuleList) -> torch.Tensor:
         """Conv blocks on every position of a map: x [N, C, h, w] -> [N, C, h, w]."""
         layout = GridLayout(x.shape[2], x.shape[3])
         x = layout.from_map(x)  # [N, h*w, C]
         for blk in blocks:
-            x = blk(x, layout)
+            x = self.run_block(blk, x, layout)
         return layout.to_map(x)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,10 +164,7 @@ class ConvViT(ConvStages, nn.Module):
         x = self._conv_stage(self.pos_drop(self.patch_embed1(x)), self.blocks1)  # [N, C1, H/4, W/4]
         x = self._conv_stage(self.patch_embed2(x), self.blocks2)  # [N, C2, H/8, W/8]
         x = self.patch_embed4(self.patch_embed3(x).flatten(2).transpose(1, 2))  # [N, L, C3]
-        x = x + self.pos_embed
-        for blk in self.blocks3:
-            x = blk(x)
-        return x
+        return self.run_blocks(self.blocks3, x + self.pos_embed)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """images -> [N, C3]: fc_norm(mean of all tokens), or norm(tokens)[:, 0] (official)."""
