@@ -27,14 +27,15 @@ from detectron2.structures import BitMasks, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 import transfer.det.engine as engine
-from pretrain.encoders import encoder_of_row
+from pretrain.encoders import ENCODERS
+from transfer.det import train as det_train
 from transfer.det.configs import BACKBONE_CONFIGS, config_for_backbone
 from transfer.det.lsj import resized_region
-from transfer.toy_datasets import COCO_SHAPES, write_coco_shaped
+from shaped_datasets import COCO_SHAPES, write_coco_shaped
 from tool_module import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_ROWS = sorted(row for row in BACKBONE_CONFIGS if encoder_of_row(row).weights)
+PAPER_ROWS = sorted(row for e in ENCODERS.values() if e.weights for row, _ in e.det_rows)
 # The trunk at a transfer.backbones tiny size (name, global blocks within its depth); the row's image
 # size, window size and drop path stay as the row writes them.
 TINY_TRUNK = {"net": ("mae_vit_tiny", [1]), "bottom_up": ("convmae_tiny", [0])}
@@ -81,7 +82,7 @@ def row_args(row: str, dataset: str, output: Path, *overrides: str):
 
 def setup_row(row: str, dataset: str, output: Path):
     """The row's config as tools/train_det.py sets it up (dataset registered, classes, evaluator)."""
-    return train_det.setup(row_args(row, dataset, output))
+    return det_train.setup(row_args(row, dataset, output))
 
 
 # ---- training inputs ------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def test_row_trains_one_iteration_and_evaluates(row, coco_shaped, coco_shaped_ev
     args = row_args(row, dataset_arg(coco_shaped, coco_shaped_eval, test_json="eval.json"), tmp_path / "run",
                     *ONE_ITERATION)
     start = time.perf_counter()
-    results = train_det.main(args)
+    results = det_train.main(args)
     print(f"{row}: one training iteration and one evaluation in {time.perf_counter() - start:.1f} s")
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.json").read_text().splitlines()]
     losses = [entry["total_loss"] for entry in logged if "total_loss" in entry]
@@ -253,5 +254,5 @@ def test_a_run_that_fails_in_training_stops_without_evaluating(coco_shaped, tmp_
     dataset = dataset_arg(broken, coco_shaped, train_json="unreadable.json")
     args = row_args("mae_vit_base", dataset, tmp_path / "run", *ONE_ITERATION)
     with pytest.raises(Exception, match="cannot identify image file"):
-        train_det.main(args)
+        det_train.main(args)
     assert not evaluations, "the failed run was evaluated before its error surfaced"

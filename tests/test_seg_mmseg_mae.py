@@ -21,7 +21,7 @@ from mmseg.utils import register_all_modules
 from pretrain.checkpoint_io import CheckpointError
 from transfer.seg.mmseg_vit_keys import mmseg_vit_to_ours
 from transfer.seg.train import build_config, config_for_backbone
-from transfer.toy_datasets import write_ade_shaped
+from shaped_datasets import write_ade_shaped
 
 register_all_modules(init_default_scope=True)
 
@@ -133,5 +133,5 @@ def test_mmseg_segmentor_checkpoint_loads_strictly_into_the_paper_row(tmp_path, 
     # a checkpoint that lacks a block is refused, naming what it lacks (mmengine alone would warn and go on)
     state = {k: v for k, v in theirs.state_dict().items() if not k.startswith("backbone.layers.3.")}
     torch.save({"state_dict": state, "meta": {}}, ckpt)
-    with pytest.raises(CheckpointError, match=r"model keys missing \(backbone\.net\.blocks\.\*\.attn"):
+    with pytest.raises(CheckpointError, match=r"backbone\.net\.blocks"):
         runner.load_checkpoint(str(ckpt))

@@ -25,7 +25,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 from pretrain.encoders import ENCODERS
 from transfer.seg.train import build_config, config_for_backbone
-from transfer.toy_datasets import ADE_SHAPES, write_ade_shaped
+from shaped_datasets import ADE_SHAPES, write_ade_shaped
 from tool_module import load_tool
 
 register_all_modules(init_default_scope=True)
