@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pretrain.checkpoint_io import CheckpointError
 from pretrain.models import build_model
 from pretrain.models.checkpoint import CheckpointMismatchError
-from transfer.cls.checkpoint import load_classifier_weights
+from transfer.cls.checkpoint import load_classifier_weights, load_finetuned
 from transfer.cls.models import build_classifier, cls_token_features
 
 KEYS = Path(__file__).parent / "data" / "official_keys"
@@ -218,6 +218,8 @@ def test_finetuned_file_round_trip_is_strict_and_exact(tmp_path):
         assert torch.equal(fresh(x), trained(x))
     with pytest.raises(CheckpointMismatchError):  # every key plus one it does not know
         load_classifier_weights(build_classifier("mae_vit_tiny", 4), {**trained.state_dict(), "extra.weight": torch.zeros(1)})
+    with pytest.raises(CheckpointMismatchError):  # a trained classifier with another number of classes
+        load_finetuned(build_classifier("mae_vit_tiny", 3), trained.state_dict(), "finetuned")
 
 
 def test_partial_or_wrong_files_are_errors():

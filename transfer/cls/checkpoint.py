@@ -26,7 +26,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 
 from pretrain.checkpoint_io import require_loaded
-from pretrain.models.checkpoint import CheckpointMismatchError, read_state_dict
+from pretrain.models.checkpoint import CheckpointMismatchError, describe_mismatch, read_state_dict
 from transfer.backbones.checkpoint import LoadReport, convert_state_dict, strip_prefixes
 
 logger = logging.getLogger(__name__)
@@ -41,12 +41,13 @@ def is_complete(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> boo
 
 
 def load_finetuned(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
-    """Strict load of a complete state dict; unexpected keys raise CheckpointMismatchError."""
-    extra = sorted(set(state_dict) - set(model.state_dict()))
-    if extra:
+    """Strict load of a whole trained classifier; any missing, unexpected or reshaped key raises
+    CheckpointMismatchError naming them."""
+    problems = describe_mismatch(model, state_dict)
+    if problems:
         raise CheckpointMismatchError(
-            f"{source} has every parameter of {type(model).__name__} but also {len(extra)} keys it lacks, first: "
-            f"{extra[:5]}; is it a model with another head or pooling (global_pool)?")
+            f"{source} is not a trained {type(model).__name__} of this shape: " + " | ".join(problems)
+            + ". Is it a model with another number of classes, pooling (global_pool) or protocol?")
     model.load_state_dict(state_dict, strict=True)
     return LoadReport(source, loaded=sorted(state_dict))
 
