@@ -48,7 +48,7 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: Iterable[int] 
     ks = [min(k, scores.shape[1]) for k in ks]
     top = scores.topk(max(ks), dim=1).indices  # [M, kmax]
     hit = top == labels.view(-1, 1).to(top.device)
-    return tuple(100.0 * hit[:, :k].any(1).float().mean().item() for k in ks)
+    return tuple(100.0 * hit[:, :k].any(1).double().mean().item() for k in ks)
 
 
 @torch.no_grad()
