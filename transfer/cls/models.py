@@ -59,8 +59,7 @@ def trunk_size(encoder_name: str) -> TrunkSize:
         model = build_model(encoder_name)
     if hasattr(model, "blocks3"):  # ConvMAE: conv stages 1-2, ViT stage 3
         blocks = (model.blocks1, model.blocks2, model.blocks3)
-        ratios = tuple(b[0].mlp.fc1.out_channels / dim if isinstance(b[0].mlp.fc1, nn.Conv2d)
-                       else b[0].mlp.fc1.out_features / dim for b, dim in zip(blocks, model.embed_dims))
+        ratios = tuple(b[0].mlp.fc1.weight.shape[0] / dim for b, dim in zip(blocks, model.embed_dims))  # hidden / dim
         return TrunkSize("convmae", model.img_size[0], model.patch_sizes, model.embed_dims,
                          tuple(len(b) for b in blocks), model.blocks3[0].attn.num_heads, ratios)
     first = model.blocks[0]
