@@ -20,7 +20,7 @@ def test_paper_results_have_sources_and_the_issue_numbers():
     paper = load_paper_results()
     for key, row in paper.items():
         assert row["source"] and row["url"].startswith("https://"), key
-        assert row["task"] in ("det", "seg"), key
+        assert row["task"] in ("det", "seg", "cls"), key
     expected = {
         "mae_paper_mask_rcnn_vit_b": (50.3, 44.9), "mask_rcnn_vitdet_mae_b_100ep": (51.6, 45.9),
         "mask_rcnn_convmae_b_fpn_25ep": (53.2, 47.1), "mask_rcnn_vitdet_sim_b_100ep": (52.1, 46.2),
@@ -30,6 +30,11 @@ def test_paper_results_have_sources_and_the_issue_numbers():
     assert paper["upernet_mae_vit_base_512_160k_ade20k"]["mIoU"] == 48.1
     assert paper["upernet_convmae_base_512_160k_ade20k"]["mIoU"] == 51.7
     assert paper["upernet_sim_vit_base_512_160k_ade20k"]["mIoU"] == 51.1
+    cls = {"mae_vit_base_finetune": 83.6, "mae_vit_large_finetune": 85.9, "mae_vit_huge_finetune": 86.9,
+           "mae_vit_base_linprobe": 68.0, "mae_vit_large_linprobe": 75.8, "mae_vit_huge_linprobe": 76.6,
+           "convmae_base_finetune": 85.0, "convmae_base_linprobe": 70.9, "sim_vit_base_finetune": 84.1,
+           "sim_vit_base_linprobe": 78.0, "sim_vit_base_fewshot": 65.1}
+    assert {key: paper[key]["acc1"] for key in cls} == cls
 
 
 def test_rows_from_fixture_outputs():
@@ -45,7 +50,7 @@ def test_rows_from_fixture_outputs():
     seg = collect_run(os.path.join(DATA, "upernet_mae_vit_base_512_160k_ade20k"))
     assert (seg["task"], seg["mIoU"], seg["paper_mIoU"], seg["diff_mIoU"]) == ("seg", 48.35, 48.1, 0.25)
 
-    with pytest.raises(FileNotFoundError, match="no evaluation found"):
+    with pytest.raises(FileNotFoundError, match="empty_run"):
         collect_run(os.path.join(DATA, "empty_run"))
 
 
@@ -83,3 +88,12 @@ def test_run_info_names_the_row(tmp_path):
     row = collect_run(tmp_path)
     assert (row["row"], row["backbone"], row["pretraining"], row["AP_box"], row["paper_AP_box"]) == (
         "mini_repro_det", "ViT-tiny", "MAE toy", 1.5, None)
+
+
+def test_classification_run_beside_its_paper_row(tmp_path):
+    run = tmp_path / "mae_vit_base_finetune"  # tools/train_cls.py's default output dir name is the row
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"acc1": 83.5, "acc5": 96.4, "protocol": "finetune"}))
+    row = collect_run(run)
+    assert (row["task"], row["acc1"], row["paper_acc1"], row["diff_acc1"]) == ("cls", 83.5, 83.6, -0.1)
+    assert format_markdown([row]).splitlines()[2].endswith("| 83.5 / 83.6 (-0.1) |")

@@ -2,10 +2,12 @@
 
     python tools/results_table.py output/det/mask_rcnn_vitdet_mae_b_100ep work_dirs/seg/upernet_mae_vit_base_512_160k_ade20k
     python tools/results_table.py runs/my_convmae=mask_rcnn_convmae_b_fpn_25ep --csv table.csv
+    python tools/results_table.py output/cls/mae_vit_base_finetune   # results.json of tools/train_cls.py
     python tools/results_table.py --paper          # the reference numbers and their sources
 
-A DIR is a detectron2 output dir (results.json / metrics.json of tools/train_det.py) or an mmseg work
-dir (logs of tools/train_seg.py). DIR=ROW names its row of configs/paper_results.json; otherwise the
+A DIR is a detectron2 output dir (results.json / metrics.json of tools/train_det.py), an mmseg work
+dir (logs of tools/train_seg.py) or a classification output dir (results.json of tools/train_cls.py:
+acc1, ImageNet top-1 %). DIR=ROW names its row of configs/paper_results.json; otherwise the
 row is the config name (the tools' default dir names) or run_info.json's "row".
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transfer.results import PAPER_RESULTS, collect_run, format_csv, format_markdown, load_paper_results
+from transfer.results import METRICS, PAPER_RESULTS, collect_run, format_csv, format_markdown, load_paper_results
 
 
 def main(argv=None) -> int:
@@ -26,7 +28,7 @@ def main(argv=None) -> int:
     paper = load_paper_results(args.paper_results)
     if args.paper:
         for key, ref in paper.items():
-            nums = ", ".join(f"{m} {ref[m]}" for m in ("AP_box", "AP_mask", "mIoU") if ref.get(m) is not None)
+            nums = ", ".join(f"{m} {ref[m]}" for m in METRICS if ref.get(m) is not None)
             print(f"{key}: {ref['backbone']}, {ref['pretraining']}, {ref['schedule']}: {nums or 'not reported'}\n"
                   f"    source: {ref['source']} <{ref['url']}>")
         if not args.runs:

@@ -1,6 +1,8 @@
 """Results of fine-tuning runs beside the papers' numbers (framework-free: reads the files that
 detectron2 and mmengine write, never imports them).
 
+- classification output dir (tools/train_cls.py): ``results.json`` with "acc1" (ImageNet top-1 %).
+
 - detectron2 output dir (tools/train_det.py): ``results.json`` ({"bbox": {"AP": ..}, "segm": {..}},
   written by our tool) or else the last evaluation record of ``metrics.json`` (JSON lines with
   "bbox/AP", "segm/AP").
@@ -22,12 +24,12 @@ import os
 from pathlib import Path
 
 PAPER_RESULTS = Path(__file__).resolve().parents[1] / "configs" / "paper_results.json"
-METRICS = ("AP_box", "AP_mask", "mIoU")
+METRICS = ("AP_box", "AP_mask", "mIoU", "acc1")
 INFO_FIELDS = ("backbone", "pretraining", "schedule")
 
 
 def load_paper_results(path: str | os.PathLike = PAPER_RESULTS) -> dict[str, dict]:
-    """{row key: {task, backbone, pretraining, schedule, AP_box / AP_mask / mIoU, source, url}}."""
+    """{row key: {task, backbone, pretraining, schedule, AP_box / AP_mask / mIoU / acc1, source, url}}."""
     with open(path) as f:
         return json.load(f)["rows"]
 
@@ -58,6 +60,15 @@ def read_det_metrics(run_dir: str | os.PathLike) -> dict[str, float] | None:
         if evals:
             return {"AP_box": evals[-1].get("bbox/AP"), "AP_mask": evals[-1].get("segm/AP")}
     return None
+
+
+def read_cls_metrics(run_dir: str | os.PathLike) -> dict[str, float] | None:
+    """{'acc1'} (top-1 %) of a tools/train_cls.py output dir, None when it holds no results.json with acc1."""
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        return None
+    acc1 = json.loads(path.read_text()).get("acc1")
+    return None if acc1 is None else {"acc1": acc1}
 
 
 def _seg_logs(run_dir: Path) -> list[str]:
@@ -93,19 +104,21 @@ def collect_run(run_dir: str | os.PathLike, row: str | None = None, paper: dict 
     """One table row: run, task, backbone, pretraining, schedule, our metrics, paper metrics, deltas."""
     paper = load_paper_results() if paper is None else paper
     run_dir = Path(run_dir)
-    det, seg = read_det_metrics(run_dir), read_seg_metrics(run_dir)
-    if det is None and seg is None:
+    found = {"det": read_det_metrics(run_dir), "seg": read_seg_metrics(run_dir), "cls": read_cls_metrics(run_dir)}
+    found = {task: metrics for task, metrics in found.items() if metrics is not None}
+    if not found:
         raise FileNotFoundError(
             f"{run_dir}: no evaluation found (expected detectron2's results.json / metrics.json with bbox/AP, "
-            "or an mmseg work dir whose logs hold mIoU). Did the run finish its evaluation?"
+            "an mmseg work dir whose logs hold mIoU, or tools/train_cls.py's results.json with acc1). Did the run "
+            "finish its evaluation?"
         )
     key = row or row_key(run_dir)
     ref = paper.get(key, {})
     info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
-    out = {"run": str(run_dir), "row": key, "task": "det" if det else "seg"}
+    out = {"run": str(run_dir), "row": key, "task": next(iter(found))}
     for f in INFO_FIELDS:
         out[f] = info.get(f) or ref.get(f) or "?"
-    ours = {**(det or {}), **(seg or {})}
+    ours = {name: value for metrics in found.values() for name, value in metrics.items()}
     for m in METRICS:
         out[m] = ours.get(m)
         out[f"paper_{m}"] = ref.get(m)
