@@ -232,7 +232,8 @@ def training_checkpoint(tmp_path_factory) -> Path:
     """A real training checkpoint of tools/train_mim.py (tiny MAE, 1 iteration)."""
     from pretrain_toy import config_path, write_images
 
-    from pretrain.engine import load_config, train
+    from pretrain.config import load_config
+    from pretrain.engine import train
 
     tmp = tmp_path_factory.mktemp("pretrain")
     data = write_images(str(tmp / "data"), 4, 64)
@@ -258,7 +259,7 @@ def test_export_and_recon_read_a_real_training_checkpoint(tmp_path, training_che
 
 
 def test_resume_refuses_an_encoder_export_with_what_to_do(tmp_path, training_checkpoint):
-    from pretrain.engine import export_encoder
+    from pretrain.train_state import export_encoder
 
     encoder = export_encoder(str(training_checkpoint), str(tmp_path / "encoder.pth"))
     run = _run(_tool("train_mim.py"), "--export", encoder, "--output", str(tmp_path / "again.pth"), cwd=tmp_path)

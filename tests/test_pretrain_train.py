@@ -11,8 +11,10 @@ import pytest
 import torch
 from pretrain_toy import config_path, write_images
 
-from pretrain.engine import load_config, lr_at, momentum_at, param_groups, train
+from pretrain.config import load_config
+from pretrain.engine import train
 from pretrain.models import build_model
+from pretrain.optim import lr_at, momentum_at, param_groups
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from pretrain.models.checkpoint import load_pretrained
@@ -63,7 +65,7 @@ def test_export_then_load_round_trip(tmp_path, model):
     assert set(exported) == {"model"}
     trained = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
     cfg = load_config(config_path(model))
-    fresh = build_model(cfg["model"], **cfg["model_kwargs"])
+    fresh = build_model(cfg.model, **cfg.model_kwargs)
     assert set(exported["model"]) == set(fresh.encoder_state_dict())  # exactly the encoder
     load_pretrained(fresh, str(out))  # strict on every encoder key
     state = fresh.state_dict()
@@ -76,8 +78,8 @@ def test_export_then_load_round_trip(tmp_path, model):
 
 def test_config_files_and_overrides():
     cfg = load_config(config_path("sim_tiny_toy.py"), ["epochs=3", "model_kwargs.neg_weight=0.5", "dtype=bfloat16"])
-    assert cfg["model"] == "sim_vit_tiny" and cfg["img_size"] == 64  # from the _base_ file
-    assert cfg["epochs"] == 3 and cfg["model_kwargs"] == {"neg_weight": 0.5} and cfg["dtype"] == "bfloat16"
+    assert cfg.model == "sim_vit_tiny" and cfg.img_size == 64  # from the _base_ file
+    assert cfg.epochs == 3 and cfg.model_kwargs == {"neg_weight": 0.5} and cfg.dtype == "bfloat16"
     with pytest.raises(KeyError, match="unknown config keys"):
         load_config(config_path("mae_tiny_toy.py"), ["epoch=3"])
     from pretrain.models import list_models
@@ -86,15 +88,16 @@ def test_config_files_and_overrides():
                       ("mae_vit_huge_1600ep.py", 4096), ("convmae_base_1600ep.py", 3072),
                       ("sim_vit_base_1600ep.py", 4096)):
         paper = load_config(config_path(name))
-        assert paper["batch_size"] * paper["accum_iter"] * 8 == eff, name  # on one node of 8 GPUs
-        assert paper["model"] in list_models() and paper["img_size"] == 224 and paper["warmup_epochs"] == 40
+        assert paper.batch_size * paper.accum_iter * 8 == eff, name  # on one node of 8 GPUs
+        assert paper.model in list_models() and paper.img_size == 224 and paper.warmup_epochs == 40
 
 
 def test_schedules_and_param_groups():
-    cfg = dict(warmup_epochs=40, epochs=800, min_lr=0.0, mm=0.995, mm_schedule="cosine")
-    assert lr_at(0, cfg, 1.0) == 0 and lr_at(20, cfg, 1.0) == 0.5 and lr_at(40, cfg, 1.0) == 1.0
-    assert abs(lr_at(420, cfg, 1.0) - 0.5) < 1e-12 and lr_at(800, cfg, 1.0) < 1e-12
-    assert momentum_at(0, cfg) == 0.995 and abs(momentum_at(800, cfg) - 1.0) < 1e-12
+    sched = dict(base_lr=1.0, warmup_epochs=40, epochs=800, min_lr=0.0)
+    assert lr_at(0, **sched) == 0 and lr_at(20, **sched) == 0.5 and lr_at(40, **sched) == 1.0
+    assert abs(lr_at(420, **sched) - 0.5) < 1e-12 and lr_at(800, **sched) < 1e-12
+    assert momentum_at(0, 0.995, 800) == 0.995 and abs(momentum_at(800, 0.995, 800) - 1.0) < 1e-12
+    assert momentum_at(400, 0.995, 800, "const") == 0.995
     model = build_model("mae_vit_tiny")
     decay, no_decay = param_groups(model, 0.05, no_wd_tokens=True)
     names = {id(p): n for n, p in model.named_parameters()}

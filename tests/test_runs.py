@@ -16,7 +16,8 @@ import pytest
 import torch
 from pretrain_toy import ROOT, config_path, write_images
 
-from pretrain.engine import ConfigError, load_config, train, validate_config
+from pretrain.config import ConfigError, load_config, validate_config
+from pretrain.engine import train
 from pretrain.run_dir import LOCK_NAME, RunDirError, claim_run_dir
 from tool_module import load_tool
 
@@ -44,11 +45,11 @@ def test_claim_refuses_a_used_folder_unless_resumed_or_overwritten(tmp_path):
     with claim_run_dir(str(run)):  # a new folder: created, marked, locked
         (run / "checkpoint-00000002.pth").write_bytes(b"old run")
     assert (run / LOCK_NAME).is_file()
-    with pytest.raises(RunDirError, match=r"already holds a run \(checkpoint-00000002.pth\).*--resume.*--overwrite"):
+    with pytest.raises(RunDirError, match="checkpoint-00000002.pth"):  # what it found
         claim_run_dir(str(run))
     with claim_run_dir(str(run), resume=True):
         assert (run / "checkpoint-00000002.pth").is_file()  # resuming keeps the run
-    with pytest.raises(RunDirError, match="pass one of them"):
+    with pytest.raises(RunDirError):
         claim_run_dir(str(run), resume=True, overwrite=True)
     with claim_run_dir(str(run), overwrite=True):
         assert os.listdir(run) == [LOCK_NAME]  # the old run's files are gone
@@ -56,12 +57,12 @@ def test_claim_refuses_a_used_folder_unless_resumed_or_overwritten(tmp_path):
 
 def test_overwrite_never_clears_a_folder_these_tools_did_not_write(tmp_path):
     (tmp_path / "thesis.tex").write_text("not a run")
-    with pytest.raises(RunDirError, match="not a run folder"):
+    with pytest.raises(RunDirError, match="thesis.tex"):
         claim_run_dir(str(tmp_path), overwrite=True)
-    with pytest.raises(RunDirError, match="already holds a run"):
+    with pytest.raises(RunDirError, match="thesis.tex"):
         claim_run_dir(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["thesis.tex"]  # untouched, and no lock file left to admit --overwrite
-    with pytest.raises(RunDirError, match="not a run folder"):
+    with pytest.raises(RunDirError, match="thesis.tex"):
         claim_run_dir(str(tmp_path), overwrite=True)
 
 
@@ -80,9 +81,9 @@ def test_second_process_is_refused_and_a_killed_holder_frees_the_folder(tmp_path
     folder = str(tmp_path / "run")
     holder = hold(folder)
     try:
-        with pytest.raises(RunDirError, match=rf"in use by another run right now \(process {holder.pid} holds"):
+        with pytest.raises(RunDirError, match=rf"\b{holder.pid}\b"):  # names the process holding it
             claim_run_dir(folder)
-        with pytest.raises(RunDirError, match="in use"):  # resuming does not get past a live run either
+        with pytest.raises(RunDirError, match=rf"\b{holder.pid}\b"):  # resuming does not get past a live run either
             claim_run_dir(folder, resume=True)
     finally:
         holder.send_signal(signal.SIGKILL)  # a crash: no cleanup code runs
@@ -134,7 +135,7 @@ def test_pretrain_is_refused_while_another_process_writes_the_output(tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    assert refused and f"in use by another run right now (process {holder.pid}" in refused
+    assert refused and str(holder.pid) in refused
     assert os.listdir(out) == [LOCK_NAME]
     assert pretrain(data, out, *TINY) is None  # the killed holder left nothing stuck
     assert checkpoints(out) == ["checkpoint-00000001.pth"]
@@ -231,7 +232,7 @@ def check_all(prefix: str, last_checkpoint: bool = False):
 
 
 def test_pretraining_checkpoints_are_never_visible_half_written(tmp_path):
-    from pretrain.engine import save_checkpoint
+    from pretrain.train_state import save_checkpoint
 
     state = {"model": {"w": torch.randn(BIG)}}
     save = lambda i: save_checkpoint(state, str(tmp_path), i + 1, keep_last=2)  # noqa: E731
@@ -295,7 +296,6 @@ def assert_refuses_used_and_busy_folders(run, tmp_path) -> None:
     used_run_dir(tmp_path / "used")
     with pytest.raises(SystemExit) as exit_:
         run(str(tmp_path / "used"))
-    assert "used already holds a run (model_final.pth)" in str(exit_.value.code)
     assert "--overwrite" in str(exit_.value.code)
     assert sorted(os.listdir(tmp_path / "used")) == [LOCK_NAME, "model_final.pth"]  # untouched
     holder = hold(str(tmp_path / "busy"))
@@ -305,7 +305,7 @@ def assert_refuses_used_and_busy_folders(run, tmp_path) -> None:
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    assert f"in use by another run right now (process {holder.pid}" in str(exit_.value.code)
+    assert str(holder.pid) in str(exit_.value.code)
 
 
 def test_detection_refuses_a_used_output_and_one_in_use(tmp_path):

@@ -17,9 +17,10 @@ import random
 import torch
 import torch.nn as nn
 
+from pretrain.encoders import encoder
 from pretrain.models import build_model
-from pretrain.models.masking import block_wise_mask
-from pretrain.models.pos_embed import RelativeCrop, relative_crop
+from pretrain.models.sim.geometry import RelativeCrop, relative_crop
+from pretrain.models.sim.masking import block_wise_mask
 
 
 class _Call(nn.Module):
@@ -39,15 +40,14 @@ class _Call(nn.Module):
         return out[0]
 
 
-def example_call(model: nn.Module, img_size: int, mask_ratio: float) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+def example_call(model: nn.Module, family: str, img_size: int,
+                 mask_ratio: float) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The model wrapped for tracing and its inputs; ``family`` from the encoder table (pretrain/encoders.py)."""
     g = torch.Generator().manual_seed(0)
     imgs = torch.randn(1, 3, img_size, img_size, generator=g)
-    if hasattr(model, "token_grid"):
-        grid = model.token_grid(imgs)
-    else:
-        grid = (img_size // model.patch_size, img_size // model.patch_size)
+    grid = (img_size // model.patch_size, img_size // model.patch_size)  # ConvMAE: patch_size is the stage-3 total
     length = grid[0] * grid[1]
-    if hasattr(model, "update_momentum"):  # SIM
+    if family == "sim":
         num_masked = round(0.6 * length)
         mask = block_wise_mask(grid, num_masked, rng=random.Random(0)).reshape(1, -1)
         box = torch.tensor([[0.0, 0.0, img_size, img_size]])
@@ -80,10 +80,8 @@ def info(name: str, img_size: int, mask_ratio: float) -> None:
     enc_keys = set(model.encoder_state_dict())
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    encoder = sum(
-        p.numel() for n, p in model.named_parameters() if n in enc_keys
-    )
-    wrapper, inputs = example_call(model, img_size, mask_ratio)
+    enc_params = sum(p.numel() for n, p in model.named_parameters() if n in enc_keys)
+    wrapper, inputs = example_call(model, encoder(name).family, img_size, mask_ratio)
     flops = FlopCountAnalysis(wrapper, inputs).set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
     flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     with torch.no_grad():
@@ -91,7 +89,7 @@ def info(name: str, img_size: int, mask_ratio: float) -> None:
     enc_flops = sum(by_module.get(f"model.{m}", 0) for m in encoder_modules(model))
     print(
         f"{name}: params total {total / 1e6:.2f} M (trainable {trainable / 1e6:.2f} M), "
-        f"encoder {encoder / 1e6:.2f} M | GFLOPs at {img_size}: full forward {flops.total() / 1e9:.3f}, "
+        f"encoder {enc_params / 1e6:.2f} M | GFLOPs at {img_size}: full forward {flops.total() / 1e9:.3f}, "
         f"encoder on visible tokens {enc_flops / 1e9:.3f}",
         flush=True,
     )

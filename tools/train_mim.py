@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 8 tools/train_mim.py --config configs/pretrain/mae_vit_base_800ep.py --data DIR
     python tools/train_mim.py --export CKPT [--output encoder.pth]
 
-Every knob is a config variable (see pretrain/engine.py DEFAULTS); ``key=value`` overrides any of them
+Every knob is a config variable (see pretrain/config.py PretrainConfig); ``key=value`` overrides any of them
 (``model_kwargs.norm_pix_loss=True`` one model argument). The run writes checkpoints, config.json,
 TensorBoard scalars (tb/), reconstruction grids (vis/) and, at the end, the encoder in the official
 ``{'model': state_dict}`` format (encoder.pth) to the output folder.
@@ -22,8 +22,10 @@ import os
 import sys
 
 from pretrain.checkpoint_io import CheckpointError
-from pretrain.engine import ConfigError, export_encoder, load_config, train
+from pretrain.config import ConfigError, load_config
+from pretrain.engine import train
 from pretrain.run_dir import RunDirError
+from pretrain.train_state import export_encoder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(args.config, args.overrides, **extra)
     except (KeyError, ValueError, FileNotFoundError) as e:  # unknown keys, not key=value, no such file
         parser.error(str(e.args[0]))
-    if not cfg["data"]:
+    if not cfg.data:
         parser.error("no data: pass --data DIR (a folder of images or a list file) or set data in the config")
     try:
         train(cfg)

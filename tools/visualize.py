@@ -28,6 +28,7 @@ import torch
 def load_pretraining_model(checkpoint: str, model_name: str | None = None) -> torch.nn.Module:
     """The full MAE / ConvMAE model (decoder included) of a pretraining checkpoint."""
     from pretrain.checkpoint_io import CheckpointKind, expect_kind, read_checkpoint, state_dict_of
+    from pretrain.encoders import encoder
     from pretrain.models import build_model
     from pretrain.models.checkpoint import CheckpointMismatchError, load_state_dict_checked
 
@@ -44,7 +45,7 @@ def load_pretraining_model(checkpoint: str, model_name: str | None = None) -> to
         model_name = model_name or obj["args"].model
     if not model_name:
         raise ValueError(f"{checkpoint} does not name its model: pass --model (e.g. mae_vit_large, convmae_base)")
-    if model_name.startswith("sim"):
+    if encoder(model_name, "model").family == "sim":
         raise ValueError("SIM predicts the features of another view, not pixels: there is no reconstruction to draw")
     if not any(k.startswith("decoder_") for k in state):
         raise CheckpointMismatchError(
@@ -64,7 +65,7 @@ def draw_reconstructions(model: torch.nn.Module, images: list[str], out_png: str
     from torchvision import transforms
 
     from pretrain.data import IMAGENET_MEAN, IMAGENET_STD
-    from pretrain.engine import save_reconstruction_grid
+    from pretrain.reconstruction_grid import save_reconstruction_grid
 
     size = img_size or getattr(model, "img_size", None) or model.patch_embed.img_size
     size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)

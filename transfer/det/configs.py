@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from numbers import Real
 
 from detectron2.utils.registry import locate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from pretrain.value_rules import broken_rules, int_from, number
 from transfer.config_table import ConfigTable
 
 DET_CONFIGS = ConfigTable("det")
@@ -97,25 +97,22 @@ def check_override_keys(cfg: DictConfig, overrides: list[str]) -> None:
             _check_key(cfg, override, key)
 
 
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 # key -> (test, what is allowed); checked after overrides, before anything is built
 _VALUE_RULES = {
-    "train.max_iter": (_positive_int, "a positive integer (the number of training iterations)"),
-    "train.checkpointer.period": (_positive_int, "a positive integer (iterations between checkpoints)"),
-    "train.eval_period": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                          "an integer >= 0 (iterations between evaluations; 0: evaluate at the end only)"),
-    "dataloader.train.total_batch_size": (_positive_int, "a positive integer (images per iteration, all GPUs)"),
-    "train.grad_accum_steps": (_positive_int, "a positive integer (micro-batches accumulated per optimizer step)"),
-    "optimizer.lr": (lambda v: isinstance(v, Real) and not isinstance(v, bool) and v > 0, "a number > 0"),
+    "train.max_iter": (int_from(1), "a positive integer (the number of training iterations)"),
+    "train.checkpointer.period": (int_from(1), "a positive integer (iterations between checkpoints)"),
+    "train.eval_period": (int_from(0), "an integer >= 0 (iterations between evaluations; 0: evaluate at the end only)"),
+    "dataloader.train.total_batch_size": (int_from(1), "a positive integer (images per iteration, all GPUs)"),
+    "train.grad_accum_steps": (int_from(1), "a positive integer (micro-batches accumulated per optimizer step)"),
+    "optimizer.lr": (number(0, low_open=True), "a number > 0"),
 }
 
 
 def check_train_values(cfg: DictConfig) -> None:
-    """Refuse values that cannot train (they used to fail late, e.g. ZeroDivisionError for max_iter=0)."""
-    for key, (ok, allowed) in _VALUE_RULES.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and not ok(value):
-            raise ConfigValueError(f"{key}={value!r}: expected {allowed}.")
+    """Refuse values that cannot train (they used to fail late, e.g. ZeroDivisionError for max_iter=0);
+    the rules are ``pretrain.value_rules``'s, as the pretraining config's."""
+    values = {key: OmegaConf.select(cfg, key, default=None) for key in _VALUE_RULES}
+    bad = broken_rules({k: v for k, v in values.items() if v is not None}, _VALUE_RULES)
+    message = " ".join(f"{key}={value!r}: expected {allowed}." for key, value, allowed in bad)
+    if message:
+        raise ConfigValueError(message)
