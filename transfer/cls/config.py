@@ -1,0 +1,134 @@
+"""The classification run's config: every knob of fine-tuning, linear probing, kNN and few-shot
+evaluation, typed and validated on the pretraining config's machinery (``pretrain.config.TypedConfig``).
+
+Defaults are the official ``main_finetune.py`` argument defaults (facebookresearch/mae; ConvMAE and SIM
+copy them); a paper row (configs/cls/*.py) changes what its published command line changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pretrain.config import TypedConfig
+from pretrain.encoders import encoder
+from pretrain.value_rules import Rule, int_from, number, one_of, optional
+
+PROTOCOLS = ("finetune", "linprobe", "knn", "fewshot")
+TRAINED = ("finetune", "linprobe")  # the protocols with an optimizer loop (knn / fewshot: frozen features)
+
+
+@dataclass
+class ClsConfig(TypedConfig):
+    """Every knob of ``transfer.cls.train.run``."""
+
+    protocol: str = "finetune"  # finetune | linprobe | knn | fewshot
+    model: str = "mae_vit_tiny"  # an encoder of pretrain/encoders.py
+    weights: str = ""  # the checkpoint a run starts from (official name, path or URL); '' : random init
+    data: str = ""  # ImageNet layout: DATA/train/<class>/*, DATA/val/<class>/*
+    subset_list: str = ""  # fewshot: the official 1% list (one '<wnid>_<n>.JPEG' per line)
+    input_size: int = 224
+    global_pool: bool = True  # average of the patch tokens + fc_norm (MAE fine-tuning); False: class token
+    drop_path: float = 0.1
+    # optimisation (finetune, linprobe)
+    epochs: int = 50
+    warmup_epochs: float = 5
+    batch_size: int = 64  # per process and micro-batch
+    accum_iter: int = 1
+    blr: float = 1e-3  # lr = blr * effective batch / 256 unless lr is set
+    lr: float | None = None
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75  # finetune: lr scale decay^(depth + 1 - layer id) (BEiT / MAE util/lr_decay.py)
+    clip_grad: float | None = None
+    # augmentation (finetune: timm create_transform as MAE util/datasets.py build_transform)
+    color_jitter: float | None = None
+    aa: str = "rand-m9-mstd0.5-inc1"  # RandAugment policy ('' : none)
+    smoothing: float = 0.1
+    reprob: float = 0.25
+    remode: str = "pixel"
+    recount: int = 1
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    mixup_mode: str = "batch"
+    # frozen-feature protocols
+    knn_k: int = 20  # DINO eval_knn.py
+    knn_temperature: float = 0.07
+    lambd: float = 0.1  # fewshot: l2 penalty of the logistic regression (SIM configs/few-shot --lambd)
+    # system
+    device: str = "auto"  # 'auto', 'cpu', 'cuda'
+    dtype: str = "auto"  # 'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16', 'float16'
+    num_workers: int = 4
+    threads: int = 0  # torch CPU threads per process, 0 = torch's default
+    seed: int = 0
+    # output
+    output_dir: str = ""  # default: output/cls/<row or config name>
+    log_interval: int = 10  # iterations between log lines
+    keep_last: int = 2  # training checkpoints kept
+    eval_every_epochs: int = 1  # validation after every N epochs (and after the last)
+    tensorboard: bool = True
+    progress: bool = True
+    max_iters: int = 0  # stop after this many optimizer steps (0: all epochs); the schedule is unchanged
+
+    KIND: ClassVar[str] = "classification config"
+    RULES: ClassVar[dict[str, Rule]] = {
+        "protocol": (one_of(*PROTOCOLS), " | ".join(PROTOCOLS)),
+        "input_size": (int_from(1), "an integer >= 1 (pixels)"),
+        "drop_path": (number(0, 1, high_open=True), "a number in [0, 1)"),
+        "epochs": (int_from(1), "an integer >= 1"),
+        "warmup_epochs": (number(0), "a number >= 0"),
+        "batch_size": (int_from(1), "an integer >= 1 (images per process and micro-batch)"),
+        "accum_iter": (int_from(1), "an integer >= 1"),
+        "blr": (number(0, low_open=True), "a number > 0"),
+        "lr": (optional(number(0, low_open=True)), "a number > 0, or None to use blr * effective batch / 256"),
+        "min_lr": (number(0), "a number >= 0"),
+        "weight_decay": (number(0), "a number >= 0"),
+        "layer_decay": (number(0, 1, low_open=True), "a number in (0, 1]"),
+        "clip_grad": (optional(number(0, low_open=True)), "a number > 0, or None for no clipping"),
+        "color_jitter": (optional(number(0)), "a number >= 0, or None"),
+        "smoothing": (number(0, 1, high_open=True), "a number in [0, 1)"),
+        "reprob": (number(0, 1), "a probability in [0, 1]"),
+        "remode": (one_of("pixel", "rand", "const"), "'pixel', 'rand' or 'const'"),
+        "recount": (int_from(1), "an integer >= 1"),
+        "mixup": (number(0), "a number >= 0 (0: off)"),
+        "cutmix": (number(0), "a number >= 0 (0: off)"),
+        "mixup_prob": (number(0, 1), "a probability in [0, 1]"),
+        "mixup_switch_prob": (number(0, 1), "a probability in [0, 1]"),
+        "mixup_mode": (one_of("batch", "pair", "elem"), "'batch', 'pair' or 'elem'"),
+        "knn_k": (int_from(1), "an integer >= 1"),
+        "knn_temperature": (number(0, low_open=True), "a number > 0"),
+        "lambd": (number(0), "a number >= 0"),
+        "device": (one_of("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
+        "dtype": (one_of("auto", "float32", "bfloat16", "float16"), "'auto', 'float32', 'bfloat16' or 'float16'"),
+        "num_workers": (int_from(0), "an integer >= 0"),
+        "threads": (int_from(0), "an integer >= 0 (0: torch's default)"),
+        "seed": (int_from(0), "an integer >= 0"),
+        "log_interval": (int_from(1), "an integer >= 1 (iterations)"),
+        "keep_last": (int_from(0), "an integer >= 0 (0: keep every checkpoint)"),
+        "eval_every_epochs": (int_from(1), "an integer >= 1"),
+        "max_iters": (int_from(0), "an integer >= 0 (0: run all epochs)"),
+        "output_dir": (lambda v: isinstance(v, str) and v != "", "a folder path"),
+    }
+
+    def problems(self) -> list[str]:
+        found = []
+        try:
+            encoder(self.model, "model")
+        except KeyError as e:
+            found.append(str(e.args[0]))
+        if not self.data:
+            found.append("data is empty: pass --data DIR (ImageNet layout: DIR/train/<class>/*, DIR/val/<class>/*)")
+        if self.protocol == "fewshot" and not self.subset_list:
+            found.append("protocol fewshot needs subset_list=FILE (the official 1% list, e.g. SIM's "
+                         "imagenet_subset1/1percent.txt)")
+        return found
+
+    @property
+    def trained(self) -> bool:
+        """True for the protocols that train (finetune, linprobe)."""
+        return self.protocol in TRAINED
+
+    @property
+    def uses_mixup(self) -> bool:
+        return self.protocol == "finetune" and (self.mixup > 0 or self.cutmix > 0)
