@@ -11,6 +11,9 @@ executed:
   found by a static scan of the pickle before anything is unpickled, and the file is refused naming them.
 * plain pickles (detectron2's released ``.pkl`` models: ``{'model': {name: ndarray}, '__author__': ...}``)
   go through ``SafeUnpickler``, which resolves only numpy's array reconstruction and plain containers.
+* ``.safetensors`` files (timm's and Hugging Face's releases) are read by the ``safetensors`` package
+  (a JSON header and raw tensor bytes: no pickle at all); they are recognised by their header, not
+  their name.
 
 ``classify_checkpoint`` names what a file holds (``CheckpointKind``) from its keys, and
 ``expect_kind`` turns a file of the wrong kind into an error that says what to do with it.
@@ -55,13 +58,16 @@ class CheckpointKind(enum.Enum):
     MMSEG = "mmseg segmentor checkpoint"
     MMSEG_VIT_BACKBONE = ("ViT backbone in mmseg's key names (layers.N.ln1, ...; mmseg's beit2mmseg / vit2mmseg "
                           "converters, mmpretrain)")
+    HF_VIT = ("ViT / ViT-MAE in Hugging Face transformers' names (ViTMAEModel / ViTMAEForPreTraining: "
+              "vit.embeddings.*, encoder.layer.N or layers.N)")
     TRAINING_STATE = "tools/train_mim.py training checkpoint (model + optimizer + RNG state)"
     UNKNOWN = "unrecognised checkpoint"
 
     @property
     def is_pretraining(self) -> bool:
         """A pretraining file of an encoder (what a backbone is initialised from)."""
-        return self in (CheckpointKind.MAE, CheckpointKind.CONVMAE, CheckpointKind.SIM, CheckpointKind.ENCODER)
+        return self in (CheckpointKind.MAE, CheckpointKind.CONVMAE, CheckpointKind.SIM, CheckpointKind.ENCODER,
+                        CheckpointKind.HF_VIT)
 
 
 # what to do with a file of each kind when a tool expected another one
@@ -85,6 +91,10 @@ SEGMENTOR_MARKERS = ("decode_head.", "auxiliary_head.")
 # mmseg's / mmpretrain's ViT block names (a backbone-only file, e.g. mmseg's beit2mmseg output, which also
 # keeps copies of some official names, patch_embed.proj.*: checked before those)
 MMSEG_VIT_BLOCK = re.compile(r"(^|\.)layers\.\d+\.ln1\.")
+# Hugging Face transformers' ViT / ViTMAE names, 4.x and 5.x (pretrain.checkpoint_formats maps them to ours)
+HF_VIT_MARKER = re.compile(
+    r"(^|\.)(embeddings\.patch_embeddings\.|encoder\.layer\.\d+\.attention\.|layers\.\d+\.attention\.[qkvo]_proj)"
+)
 TRAINING_STATE_KEYS = {"model", "optimizer", "config", "rng"}  # pretrain.engine.train's checkpoint_now
 STATE_DICT_KEYS = ("model", "state_dict", "module")
 
@@ -114,6 +124,8 @@ def classify_checkpoint(obj: Any) -> CheckpointKind:
         return CheckpointKind.MMSEG
     if any(MMSEG_VIT_BLOCK.search(k) for k in keys):
         return CheckpointKind.MMSEG_VIT_BACKBONE
+    if any(HF_VIT_MARKER.search(k) for k in keys):
+        return CheckpointKind.HF_VIT
     dotted = ["." + k for k in keys]
     if any(".blocks3." in k or ".patch_embed1." in k for k in dotted):
         return CheckpointKind.CONVMAE
@@ -280,8 +292,8 @@ def _refused(path: str, names: Iterable[str]) -> CheckpointError:
 def _unreadable(path: str, what: str, exc: BaseException) -> CheckpointError:
     return CheckpointError(
         f"{path} could not be read ({what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-        "Expected a checkpoint written by torch.save or a detectron2 .pkl model; if it is a download, it may be "
-        "truncated: download it again."
+        "Expected a checkpoint written by torch.save, a .safetensors file or a detectron2 .pkl model; if it is a "
+        "download, it may be truncated: download it again."
     )
 
 
@@ -340,6 +352,21 @@ def _pickle_load(path: str) -> Any:
         raise _unreadable(path, "truncated or corrupt pickle", exc) from None
 
 
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header ('{')."""
+    return len(head) > 8 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
+def _safetensors_load(path: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, "truncated or corrupt safetensors file", exc) from None
+
+
 def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
     """The object stored in a checkpoint file, read without running code from it (see the module doc).
     ``mmap``: a zip-format torch file's tensors are mapped, not read (a look at the keys or shapes,
@@ -354,6 +381,8 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
         return _torch_load(path, zipped=True, mmap=mmap)
     if head == TORCH_LEGACY_MAGIC:
         return _torch_load(path, zipped=False)
+    if _is_safetensors(head, os.path.getsize(path)):
+        return _safetensors_load(path)
     return _pickle_load(path)  # detectron2 .pkl models, and anything else (refused unless a plain pickle)
 
 

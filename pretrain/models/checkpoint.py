@@ -1,13 +1,17 @@
 """Checkpoint loading with errors that name what does not match."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Mapping
 
 import torch
 import torch.nn as nn
 
+from pretrain.checkpoint_formats import to_official
 from pretrain.checkpoint_io import CheckpointError, CheckpointKind, expect_kind, read_checkpoint, state_dict_of
+
+logger = logging.getLogger(__name__)
 
 
 # Keys of a pretraining model that an encoder-only checkpoint lacks (MAE, ConvMAE).
@@ -18,16 +22,21 @@ class CheckpointMismatchError(CheckpointError, RuntimeError):
     """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
 
 
-PRETRAINING_PURPOSE = "a pretraining checkpoint (official MAE / ConvMAE / SIM file, or tools/train_mim.py --export)"
+PRETRAINING_PURPOSE = ("a pretraining checkpoint (official MAE / ConvMAE / SIM file, tools/train_mim.py --export, or a "
+                       "timm / Hugging Face ViT-MAE file)")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict of a pretraining checkpoint file (``['model']`` of the official files), read through
-    ``pretrain.checkpoint_io`` (no code from the file runs); other kinds of file are refused with what to
-    do with them (e.g. a training checkpoint: export its encoder first)."""
+    ``pretrain.checkpoint_io`` (no code from the file runs), in the official names (a timm or Hugging Face
+    file is converted by ``pretrain.checkpoint_formats.to_official``, with its report logged); other kinds
+    of file are refused with what to do with them (e.g. a training checkpoint: export its encoder first)."""
     obj = read_checkpoint(path)
     expect_kind(obj, path, [k for k in CheckpointKind if k.is_pretraining], PRETRAINING_PURPOSE)
-    return state_dict_of(obj, path)
+    state, report = to_official(state_dict_of(obj, path))
+    if report is not None:
+        logger.info("%s: %s", path, report)
+    return state
 
 
 def describe_mismatch(

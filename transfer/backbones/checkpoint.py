@@ -3,7 +3,8 @@
 ``load_backbone_checkpoint(backbone, path_or_state_dict)``:
 1. read the file through ``pretrain.checkpoint_io`` (no code from it runs): ``{'model': ...}``,
    ``{'state_dict': ...}``, ``{'module': ...}`` or a plain dict; full official training checkpoints with
-   an ``args`` Namespace are accepted, other kinds of file refused with what to do with them;
+   an ``args`` Namespace are accepted, other kinds of file refused with what to do with them; timm and
+   Hugging Face ViT-MAE names are mapped to the official ones (``pretrain.checkpoint_formats``);
 2. strip wrapper prefixes (``module.``, detectron2's ``backbone.net.`` / ``backbone.bottom_up.``,
    mmseg's ``backbone.``, ``encoder.``);
 3. refuse a checkpoint of another architecture (ViT into ConvMAE or back) or size (any shape
@@ -27,6 +28,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from pretrain.checkpoint_formats import to_official
 from pretrain.checkpoint_io import CheckpointKind, classify_checkpoint
 from pretrain.models.checkpoint import CheckpointMismatchError, read_state_dict
 
@@ -107,8 +109,10 @@ def convert_state_dict(
 
     Returns (state dict holding only backbone keys, report). Raises CheckpointMismatchError for
     another architecture, a shape that cannot be resized, or (``strict``) missing encoder keys."""
-    report = LoadReport(source)
+    state_dict, names = to_official(state_dict)  # timm / Hugging Face files (before any prefix is stripped)
+    report = LoadReport(source if names is None else f"{source} ({names.fmt} converted)")
     sd, report.dropped = strip_prefixes(state_dict)
+    report.dropped += names.dropped if names is not None else []
     own = backbone.state_dict()
     want, found = getattr(backbone, "arch", None), checkpoint_arch(sd)
     if found is None:

@@ -41,7 +41,7 @@ from pretrain.checkpoint_io import (
 )
 from pretrain.encoders import OFFICIAL_WEIGHTS
 from pretrain.models.checkpoint import PRETRAINING_PURPOSE
-from pretrain.weights import resolve_weights
+from pretrain.weights import names_a_download, resolve_weights
 from transfer.backbones import CheckpointMismatchError, LoadReport, build_backbone
 from transfer.backbones.checkpoint import convert_state_dict
 
@@ -84,7 +84,7 @@ class _PretrainedBackbone(BaseModule):
                 raise ValueError("give the checkpoint either as pretrained= or as init_cfg=, not both")
             init_cfg = dict(type="Pretrained", checkpoint=pretrained)
         checkpoint = init_cfg.get("checkpoint") if isinstance(init_cfg, dict) else None
-        if checkpoint and checkpoint not in OFFICIAL_WEIGHTS and not os.path.isfile(os.path.expanduser(checkpoint)):
+        if checkpoint and not names_a_download(checkpoint) and not os.path.isfile(os.path.expanduser(checkpoint)):
             raise FileNotFoundError(
                 f"backbone checkpoint {checkpoint!r} does not exist; pass an official MAE / ConvMAE / SIM "
                 f"pretraining checkpoint (a file, or one of the names {', '.join(sorted(OFFICIAL_WEIGHTS))}) or "

@@ -21,8 +21,7 @@ from torch.utils.data import DataLoader
 from mmseg import registry
 from mmseg.utils import register_all_modules
 
-from pretrain.encoders import OFFICIAL_WEIGHTS
-from pretrain.weights import choose_weights, resolve_weights
+from pretrain.weights import choose_weights, names_a_download, resolve_weights
 
 
 class UnknownOptionError(ValueError):
@@ -149,6 +148,6 @@ def apply_weights(
     elif choice.source == "none":
         return "WEIGHTS: none, the backbone starts from random initialisation (this config names no checkpoint)"
     backbone.init_cfg = dict(type="Pretrained", checkpoint=configured, strict=not allow_partial)
-    where = "official checkpoint, downloaded once" if configured in OFFICIAL_WEIGHTS else os.path.abspath(configured)
+    where = "downloaded once" if names_a_download(configured) else os.path.abspath(configured)
     partial = " (--allow-partial-weights: blocks it lacks stay at init)" if allow_partial else ""
     return f"WEIGHTS: backbone initialised from {configured} ({where}){partial}"
