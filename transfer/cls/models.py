@@ -57,15 +57,14 @@ def trunk_size(encoder_name: str) -> TrunkSize:
     entry = encoder(encoder_name)  # a retired or unknown name is refused with the known ones
     with torch.device("meta"):
         model = build_model(encoder_name)
-    if hasattr(model, "blocks3"):  # ConvMAE: conv stages 1-2, ViT stage 3
+    if entry.family == "convmae":  # conv stages 1-2, ViT stage 3
         blocks = (model.blocks1, model.blocks2, model.blocks3)
         ratios = tuple(b[0].mlp.fc1.weight.shape[0] / dim for b, dim in zip(blocks, model.embed_dims))  # hidden / dim
         return TrunkSize("convmae", model.img_size[0], model.patch_sizes, model.embed_dims,
                          tuple(len(b) for b in blocks), model.blocks3[0].attn.num_heads, ratios)
     first = model.blocks[0]
     dim = model.cls_token.shape[-1]
-    family = "sim" if entry.pretrain_factory.startswith("sim_") else "mae"
-    return TrunkSize(family, model.patch_embed.img_size[0],
+    return TrunkSize(entry.family, model.patch_embed.img_size[0],
                      model.patch_embed.patch_size[0], dim, len(model.blocks), first.attn.num_heads,
                      first.mlp.fc1.out_features / dim)
 
