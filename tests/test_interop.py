@@ -224,3 +224,10 @@ def test_truncated_safetensors_file_is_a_checkpoint_error(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError):
         read_checkpoint(tmp_path / "cut.safetensors")
+
+
+def test_visualize_draws_from_a_hugging_face_pretraining_file(tmp_path):
+    hf = _hf_model()
+    hf.save_pretrained(tmp_path)
+    model = load_tool("visualize").load_pretraining_model(str(tmp_path / "model.safetensors"), "mae_vit_tiny")
+    assert torch.equal(model.decoder_pred.weight, hf.decoder.decoder_pred.weight)

@@ -27,6 +27,7 @@ import torch
 # ---- reconstructions (torch only) ---------------------------------------------------------------
 def load_pretraining_model(checkpoint: str, model_name: str | None = None) -> torch.nn.Module:
     """The full MAE / ConvMAE model (decoder included) of a pretraining checkpoint."""
+    from pretrain.checkpoint_formats import to_official
     from pretrain.checkpoint_io import CheckpointKind, expect_kind, read_checkpoint, state_dict_of
     from pretrain.encoders import encoder
     from pretrain.models import build_model
@@ -34,9 +35,9 @@ def load_pretraining_model(checkpoint: str, model_name: str | None = None) -> to
 
     obj = read_checkpoint(checkpoint)  # no code from the file runs; args / config are plain data
     kinds = (CheckpointKind.TRAINING_STATE, CheckpointKind.MAE, CheckpointKind.CONVMAE, CheckpointKind.SIM,
-             CheckpointKind.ENCODER)
+             CheckpointKind.ENCODER, CheckpointKind.HF_VIT)
     expect_kind(obj, checkpoint, kinds, "a pretraining checkpoint with its decoder (MAE / ConvMAE)")
-    state = state_dict_of(obj, checkpoint)
+    state, _ = to_official(state_dict_of(obj, checkpoint))  # Hugging Face's ViTMAEForPreTraining files too
     kwargs = {}
     if "config" in obj:  # ours: tools/train_mim.py training checkpoint
         model_name = model_name or obj["config"]["model"]
