@@ -231,3 +231,24 @@ def test_visualize_draws_from_a_hugging_face_pretraining_file(tmp_path):
     hf.save_pretrained(tmp_path)
     model = load_tool("visualize").load_pretraining_model(str(tmp_path / "model.safetensors"), "mae_vit_tiny")
     assert torch.equal(model.decoder_pred.weight, hf.decoder.decoder_pred.weight)
+
+
+@pytest.mark.heavy  # imports detectron2 and mmseg
+def test_detection_and_segmentation_weights_take_a_hugging_face_file(tmp_path):
+    """tools/train_det.py --weights (transfer.det.weights.load_weights) and tools/train_seg.py's backbone
+    checkpoint (MIMViT's init_cfg): the same file, every trunk parameter loaded."""
+    from transfer.det.weights import load_weights
+    from transfer.seg.backbones import MIMViT
+
+    hf = _hf_model()
+    hf.save_pretrained(tmp_path)
+    path = str(tmp_path / "model.safetensors")
+    detector = torch.nn.Module()
+    detector.backbone = torch.nn.Module()
+    detector.backbone.net = build_backbone("mae_vit_tiny", img_size=64)
+    assert load_weights(detector, path) is CheckpointKind.HF_VIT  # leaves nothing but rel-pos tables at init
+    segmentor_backbone = MIMViT(name="mae_vit_tiny", out_indices=(1,), pretrained=path, img_size=64)
+    segmentor_backbone.init_weights()
+    expected = hf.vit.layers[0].attention.o_proj.weight
+    assert torch.equal(detector.backbone.net.blocks[0].attn.proj.weight, expected)
+    assert torch.equal(segmentor_backbone.net.blocks[0].attn.proj.weight, expected)
