@@ -103,6 +103,16 @@ def _with_vit_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
             for k, v in state.items()}
 
 
+def _put_renamed(out: dict, report: FormatReport, key: str, value: torch.Tensor, pairs) -> None:
+    """``out[key renamed by the first (source, target) prefix pair that matches] = value``; a key no pair
+    matches is reported as dropped."""
+    pair = next(((src, dst) for src, dst in pairs if key == src or key.startswith(src + ".")), None)
+    if pair is None:
+        report.dropped.append(key)
+    else:
+        out[pair[1] + key[len(pair[0]):]] = value
+
+
 def _hf_layer_key(hf_list: str, index: str, part: str, suffix: str) -> tuple[str, int] | None:
     """(official key, q/k/v slot or -1) of one HF layer parameter; None when the part has no counterpart."""
     official_list = next(o for o, _, read in _HF_LAYER_LISTS if hf_list in read)
@@ -130,11 +140,7 @@ def _hf_to_official(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.
             else:
                 qkv.setdefault(mapped[0], [None] * 3)[mapped[1]] = value
             continue
-        top = next(((o, h) for o, h in _HF_TOP if key == h or key.startswith(h + ".")), None)
-        if top is None:
-            report.dropped.append(key)
-        else:
-            out[top[0] + key[len(top[1]):]] = value
+        _put_renamed(out, report, key, value, [(h, o) for o, h in _HF_TOP])
     if unplaced or any(None in parts for parts in qkv.values()):
         partial = [k for k, parts in qkv.items() if None in parts]
         raise FormatMismatchError(
@@ -166,11 +172,7 @@ def official_to_hf(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
             if part is not None:
                 out[f"{hf_list}.{m[2]}.{part}.{m[4]}"] = value
                 continue
-        top = next(((o, h) for o, h in _HF_TOP if key == o or key.startswith(o + ".")), None)
-        if top is None:
-            report.dropped.append(key)
-        else:
-            out[top[1] + key[len(top[0]):]] = value
+        _put_renamed(out, report, key, value, _HF_TOP)
     report.renamed = len(out)
     return out, report
 
