@@ -14,6 +14,7 @@ ConvMAE has no timm or Hugging Face counterpart and is refused.
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -185,8 +186,6 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, to: str, name: 
 
 def parse_overrides(opts: list[str]) -> dict:
     """``key=value`` strings -> build_model overrides (values as Python literals where they parse)."""
-    import ast
-
     out = {}
     for opt in opts:
         key, sep, value = opt.partition("=")

@@ -252,3 +252,16 @@ def test_detection_and_segmentation_weights_take_a_hugging_face_file(tmp_path):
     expected = hf.vit.layers[0].attention.o_proj.weight
     assert torch.equal(detector.backbone.net.blocks[0].attn.proj.weight, expected)
     assert torch.equal(segmentor_backbone.net.blocks[0].attn.proj.weight, expected)
+
+
+def test_an_encoder_of_unlisted_size_needs_its_name_and_sizes(tmp_path):
+    """The head count is in no tensor's shape: a size the table does not list is refused until the tool
+    is told which encoder (and sizes) the file holds."""
+    model = build_model("mae_vit_tiny", embed_dim=48, num_heads=4)
+    atomic_save({"model": model.encoder_state_dict()}, tmp_path / "encoder.pth")
+    tool = load_tool("convert_checkpoint")
+    assert tool.main([str(tmp_path / "encoder.pth"), str(tmp_path / "hf"), "--to", "hf"]) == 1
+    assert tool.main([str(tmp_path / "encoder.pth"), str(tmp_path / "hf"), "--to", "hf", "--backbone", "mae_vit_tiny",
+                      "embed_dim=48", "num_heads=4"]) == 0
+    hf, info = transformers.ViTMAEModel.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert not info["missing_keys"] and hf.config.num_attention_heads == 4
