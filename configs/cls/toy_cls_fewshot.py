@@ -3,7 +3,7 @@
 protocol = "fewshot"
 model = "mae_vit_tiny"
 weights = ""
-input_size = 32
+input_size = 64  # the tiny MAE's pretraining size (configs/pretrain/mae_tiny_toy.py)
 batch_size = 16
 lambd = 0.1
 num_workers = 0

@@ -4,7 +4,7 @@
 protocol = "finetune"
 model = "mae_vit_tiny"
 weights = ""
-input_size = 32
+input_size = 64  # the tiny MAE's pretraining size (configs/pretrain/mae_tiny_toy.py)
 epochs = 12
 warmup_epochs = 1
 batch_size = 8

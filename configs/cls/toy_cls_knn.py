@@ -4,6 +4,6 @@ protocol = "knn"
 model = "mae_vit_tiny"
 global_pool = False
 weights = ""
-input_size = 32
+input_size = 64  # the tiny MAE's pretraining size (configs/pretrain/mae_tiny_toy.py)
 batch_size = 16
 num_workers = 0
