@@ -1,8 +1,11 @@
-"""Relative-position attention without an L x L tensor: ViTDet's decomposed terms folded into SDPA's
-q.k (transfer/backbones/rel_pos.py ``folded_rel_pos_attention``) give the outputs and gradients of
-the materialised bias (the previous implementation) and of detectron2's ``Attention``/``Block``
-(use_rel_pos=True) within 1e-5 in fp32: global and windowed blocks, padded windows, non-square grids,
-tables interpolated to another grid, Swin's shift mask on top."""
+"""Relative-position attention without an L x L tensor to keep, both kernels: ViTDet's decomposed
+terms folded into SDPA's q.k (transfer/backbones/rel_pos.py ``folded_rel_pos_attention``, the GPU
+kernel) and the blockwise explicit softmax (rel_pos_attention.py ``chunked_rel_pos_attention``, the
+CPU kernel: probabilities kept for short sequences, recomputed block by block for long ones) give the
+outputs and gradients of the materialised bias (the previous implementation) and of detectron2's
+``Attention``/``Block`` (use_rel_pos=True) within 1e-5 in fp32: global and windowed blocks, padded
+windows, non-square grids, tables interpolated to another grid, Swin's shift mask and learned bias
+tables on top."""
 from __future__ import annotations
 
 from functools import partial
@@ -12,10 +15,25 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from transfer.backbones import rel_pos_attention
 from transfer.backbones.rel_pos import decomposed_rel_pos_terms, folded_rel_pos_attention
 from transfer.backbones.vit_block import Attention, WindowBlock
 
 TOL = dict(rtol=1e-5, atol=1e-5)
+KERNELS = ["cpu kept", "cpu recomputed", "folded"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request, monkeypatch):
+    """Makes ``Attention`` (on the CPU) run one kernel: the CPU one keeping its probabilities (the
+    default for these short sequences), the CPU one recomputing them block by block (one query row each), or
+    the folded SDPA form (the GPU kernel)."""
+    if request.param == "cpu recomputed":
+        monkeypatch.setattr(rel_pos_attention, "KEEP_MAX_KEYS", 0)
+        monkeypatch.setattr(rel_pos_attention, "BLOCK_BYTES", 1)  # -> 1 row; rows_per_block is clamped
+    elif request.param == "folded":
+        monkeypatch.setattr(rel_pos_attention, "chunked_rel_pos_attention", folded_rel_pos_attention)
+    return request.param
 
 
 def decomposed_rel_pos_bias(q, rel_pos_h, rel_pos_w, q_size, k_size) -> torch.Tensor:
@@ -64,7 +82,7 @@ def assert_same(a: tuple[torch.Tensor, dict], b: tuple[torch.Tensor, dict]) -> N
 
 
 @pytest.mark.parametrize("grid, table", [((8, 8), (8, 8)), ((12, 7), (12, 7)), ((9, 13), (6, 6))])
-def test_folded_attention_equals_the_materialised_bias(grid, table):
+def test_attention_equals_the_materialised_bias(grid, table, kernel):
     """Square, non-square, and tables interpolated to a larger non-square grid."""
     torch.manual_seed(0)
     attn = Attention(64, 4, rel_pos_size=table)
@@ -73,7 +91,7 @@ def test_folded_attention_equals_the_materialised_bias(grid, table):
     assert_same(outputs_and_grads(attn, x, attn), outputs_and_grads(attn, x, lambda t: materialised_attention(attn, t)))
 
 
-def test_folded_attention_with_an_extra_mask():
+def test_attention_with_an_extra_mask(kernel):
     """A caller's bias (Swin's shift mask, a bias table) still adds on top of the folded terms."""
     torch.manual_seed(0)
     attn = Attention(32, 2, rel_pos_size=(5, 5))
@@ -83,6 +101,32 @@ def test_folded_attention_with_an_extra_mask():
     bias[:, :, :, 3] = float("-inf")
     assert_same(outputs_and_grads(attn, x, lambda t: attn(t, bias)),
                 outputs_and_grads(attn, x, lambda t: materialised_attention(attn, t, bias)))
+
+
+@pytest.mark.parametrize("bias_shape", [(2, 20, 20), (3, 1, 1, 20), (20, 20)])
+def test_learned_bias_gets_its_gradient(bias_shape, kernel):
+    """A learned bias (ConvMAE's / BEiT's tables) in ``attn_mask``, in the shapes callers broadcast:
+    output and the gradients of q, k, v, both tables and the bias equal the materialised form's."""
+    g = (5, 4)
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 20, 8, generator=gen, requires_grad=True) for _ in range(3))
+    rh = torch.randn(9, 8, generator=gen, requires_grad=True)
+    rw = torch.randn(7, 8, generator=gen, requires_grad=True)
+    bias = torch.randn(*bias_shape, generator=gen, requires_grad=True)
+    inputs = (q, k, v, rh, rw, bias)
+
+    def grads(fn):
+        out = fn()
+        out.mul(torch.randn(out.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
+        result = [out.detach()] + [t.grad.clone() for t in inputs]
+        for t in inputs:
+            t.grad = None
+        return result
+
+    ours = grads(lambda: rel_pos_attention.rel_pos_attention(q, k, v, rh, rw, g, g, bias))
+    ref = grads(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=decomposed_rel_pos_bias(q, rh, rw, g, g) + bias))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, **TOL)
 
 
 def test_folded_attention_runs_on_the_flash_kernel():
@@ -106,7 +150,7 @@ def _d2_vit():
 
 
 @pytest.mark.parametrize("grid, table", [((10, 10), (10, 10)), ((11, 6), (11, 6)), ((12, 9), (8, 8))])
-def test_global_attention_equals_detectron2(grid, table):
+def test_global_attention_equals_detectron2(grid, table, kernel):
     d2 = _d2_vit()
     torch.manual_seed(0)
     theirs = d2.Attention(64, num_heads=4, qkv_bias=True, use_rel_pos=True, rel_pos_zero_init=False, input_size=table)
@@ -119,7 +163,7 @@ def test_global_attention_equals_detectron2(grid, table):
 
 
 @pytest.mark.parametrize("grid, window", [((14, 14), 7), ((13, 10), 4), ((9, 9), 0)])
-def test_block_equals_detectron2(grid, window):
+def test_block_equals_detectron2(grid, window, kernel):
     """Whole blocks: windowed (exact tiling; padded windows on a non-square grid) and global."""
     d2 = _d2_vit()
     torch.manual_seed(0)
@@ -171,14 +215,19 @@ def largest_tensor_built(fn) -> int:
     return Track.largest
 
 
-def test_global_attention_builds_no_length_squared_tensor():
+@pytest.mark.parametrize("kernel", ["cpu blockwise", "folded"])
+def test_global_attention_builds_no_length_squared_tensor(kernel, monkeypatch):
     """A 32 x 32 grid (L = 1024 tokens), 2 heads: forward + backward of our global attention creates
-    no tensor of L x L elements (the materialised bias makes [B, heads, L, L]; the probe sees it)."""
+    no tensor of L x L elements (the materialised bias makes [B, heads, L, L]; the probe sees it): the
+    CPU kernel works in blocks of query rows (made smaller than L x L here), the folded one in SDPA."""
     torch.manual_seed(0)
     attn = Attention(32, 2, rel_pos_size=(32, 32))
     random_rel_pos(attn)
     x = torch.randn(1, 32, 32, 32, requires_grad=True)
     length = 32 * 32
+    monkeypatch.setattr(rel_pos_attention, "BLOCK_BYTES", 2 * length * length)  # 1/4 of one head's L x L (fp32)
+    if kernel == "folded":
+        monkeypatch.setattr(rel_pos_attention, "chunked_rel_pos_attention", folded_rel_pos_attention)
     ours = largest_tensor_built(lambda: attn(x).sum().backward())
     materialised = largest_tensor_built(lambda: materialised_attention(attn, x).sum().backward())
     assert materialised >= 2 * length * length  # the probe sees [1, 2, L, L]

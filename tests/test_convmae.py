@@ -1,4 +1,5 @@
-"""ConvMAE: masking, shapes, loss, masked-convolution no-leak property and official checkpoint keys."""
+"""ConvMAE: masking, shapes, loss, masked-convolution no-leak property, kept-positions computation
+equal to the official full-grid one, and official checkpoint keys."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,8 @@ from pretrain.models.checkpoint import (
     load_pretrained,
     load_state_dict_checked,
 )
-from pretrain.models.convmae import upsample_token_mask
+from pretrain.models.conv_stages import GridLayout, KeptLayout, layer_norm_2d
+from pretrain.models.masking import gather_tokens
 from pretrain.models.vit_common import pos_embed_for_grid
 
 OFFICIAL_KEYS = Path(__file__).parent / "data" / "official_keys" / "convmae_base.json"
@@ -34,6 +36,51 @@ def base():
 @pytest.fixture(scope="module")
 def official():
     return json.loads(OFFICIAL_KEYS.read_text())
+
+
+def upsample_token_mask(mask: torch.Tensor, grid: tuple[int, int], scale: int) -> torch.Tensor:
+    """Nearest upsampling of a token mask [N, h*w] -> [N, 1, h*scale, w*scale]."""
+    n, (h, w) = mask.shape[0], grid
+    return mask.reshape(n, 1, h, 1, w, 1).expand(n, 1, h, scale, w, scale).reshape(n, 1, h * scale, w * scale)
+
+
+def official_cblock(blk, x: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+    """Alpha-VL/ConvMAE models_convvit.py ``CBlock.forward`` on the whole map x [N, C, H, W]."""
+    y = blk.conv1(layer_norm_2d(blk.norm1, x))
+    x = x + blk.drop_path(blk.conv2(blk.attn(y if visible is None else visible * y)))
+    return x + blk.drop_path(blk.mlp(layer_norm_2d(blk.norm2, x)))
+
+
+def official_forward(model, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor):
+    """The official computation (models_convmae.py ``forward_encoder`` on the full stage-1/2 grids, any
+    grid size) -> (loss, pred, mask), our decoder and loss."""
+    n, grid = imgs.shape[0], model.token_grid(imgs)
+    ids_keep, ids_restore, mask = model.block_wise_masking(n, grid, mask_ratio, noise, imgs.device)
+    x = model.patch_embed1(imgs)
+    for blk in model.blocks1:
+        x = official_cblock(blk, x, upsample_token_mask(1 - mask, grid, 4))
+    stage1_embed = model.stage1_output_decode(x).flatten(2).transpose(1, 2)
+    x = model.patch_embed2(x)
+    for blk in model.blocks2:
+        x = official_cblock(blk, x, upsample_token_mask(1 - mask, grid, 2))
+    stage2_embed = model.stage2_output_decode(x).flatten(2).transpose(1, 2)
+    x = model.patch_embed4(model.patch_embed3(x).flatten(2).transpose(1, 2))
+    x = gather_tokens(x + pos_embed_for_grid(model.pos_embed, grid, model.grid_size, cls_token=False), ids_keep)
+    for blk in model.blocks3:
+        x = blk(x)
+    x = model.norm(x + gather_tokens(stage1_embed, ids_keep) + gather_tokens(stage2_embed, ids_keep))
+    pred = model.forward_decoder(x, ids_restore, grid)
+    return model.forward_loss(imgs, pred, mask), pred, mask
+
+
+def loss_pred_grads(model, forward, imgs, noise, ratio=0.75):
+    """Seeded forward (drop path draws alike) + backward -> (loss, pred, mask, grads by name)."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(5)
+    loss, pred, mask = forward(model, imgs, ratio, noise)
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), pred.detach(), mask, grads
 
 
 def random_official_state_dict(official) -> dict[str, torch.Tensor]:
@@ -152,9 +199,66 @@ def test_no_leak_from_masked_regions():
     torch.testing.assert_close(f1["stage2"] * vis2, f2["stage2"] * vis2, atol=1e-6, rtol=0)
     torch.testing.assert_close(f1["stage3"], f2["stage3"], atol=1e-6, rtol=0)
     torch.testing.assert_close(lat1, lat2, atol=1e-6, rtol=0)
-    # the property is not vacuous: masked features did change, and visible pixels do matter
-    assert not torch.allclose(f1["stage1"] * (1 - vis1), f2["stage1"] * (1 - vis1))
+    # masked positions are never computed (zero), though the noise there did reach the patch embedding;
+    # visible pixels do matter
+    assert torch.count_nonzero(f2["stage1"] * (1 - vis1)) == 0 and torch.count_nonzero(f2["stage2"] * (1 - vis2)) == 0
+    with torch.no_grad():
+        noisy = imgs + 10.0 * torch.randn_like(imgs) * removed_px
+        assert not torch.allclose(model.patch_embed1(imgs) * (1 - vis1), model.patch_embed1(noisy) * (1 - vis1))
     assert not torch.allclose(lat1, lat3)
+
+
+# ---- kept positions only: equal to the official full-grid computation -----------------------------
+def test_kept_layout_is_the_official_upsampled_mask():
+    """The kept positions of each stage grid are where the official upsampled visible mask is 1."""
+    mask = torch.ones(2, 24)
+    noise = torch.rand(2, 24)
+    ids_keep = noise.argsort(1)[:, :7]
+    mask.scatter_(1, ids_keep, 0.0)
+    for scale in (4, 2):
+        layout = KeptLayout.of(ids_keep, (4, 6), scale)
+        ones = torch.ones(2, layout.index.shape[1], 1)
+        assert torch.equal(layout.to_map(ones), upsample_token_mask(1 - mask, (4, 6), scale))
+        assert torch.equal(layout.from_map(layout.to_map(ones)), ones)
+
+
+@pytest.mark.parametrize("ratio, size", [(0.75, (64, 96)), (0.5, (64, 64)), (0.25, (48, 64))])
+def test_kept_positions_equal_official_full_grid(ratio, size):
+    """Loss, predictions and every gradient equal the official full-grid computation, drop path on."""
+    model = tiny(drop_path_rate=0.2, norm_pix_loss=True).train()
+    imgs = torch.randn(2, 3, *size)
+    noise = torch.rand(2, size[0] * size[1] // 256)
+    ours = loss_pred_grads(model, lambda m, *a: m(*a[:1], a[1], noise=a[2]), imgs, noise, ratio)
+    ref = loss_pred_grads(model, official_forward, imgs, noise, ratio)
+    torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours[1], ref[1], rtol=1e-5, atol=1e-5)
+    assert torch.equal(ours[2], ref[2]) and ours[3].keys() == ref[3].keys()
+    for k in ref[3]:
+        torch.testing.assert_close(ours[3][k], ref[3][k], rtol=1e-4, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_kept_positions_equal_official_at_base_shape(batch):
+    """ConvMAE-B widths (256/384/768, 12 heads) with fewer blocks, 224 px."""
+    torch.manual_seed(0)
+    model = build_model("convmae_base", depths=(2, 1, 1), decoder_depth=1).train()
+    imgs, noise = torch.randn(batch, 3, 224, 224), torch.rand(batch, 196)
+    ours = loss_pred_grads(model, lambda m, *a: m(*a[:1], a[1], noise=a[2]), imgs, noise)
+    ref = loss_pred_grads(model, official_forward, imgs, noise)
+    torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours[1], ref[1], rtol=1e-4, atol=1e-5)
+    for k in ref[3]:
+        torch.testing.assert_close(ours[3][k], ref[3][k], rtol=1e-3, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_conv_block_on_the_full_grid_equals_official():
+    """The backbone's path: every position, no mask (official ``CBlock`` with mask None)."""
+    model = tiny(drop_path_rate=0.0)
+    blk = model.blocks1[0]
+    x = torch.randn(2, 32, 6, 10)
+    layout = GridLayout(6, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(layout.to_map(blk(layout.from_map(x), layout)), official_cblock(blk, x, None))
 
 
 # ---- training-time features ---------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """ConvMAE: masked convolution meets masked autoencoders (Gao et al., NeurIPS 2022).
 
-Facts from the official code (Alpha-VL/ConvMAE ``models_convmae.py``, ``vision_transformer.py``);
+Facts from the official code (Alpha-VL/ConvMAE ``models_convmae.py``, ``models_convvit.py``);
 parameter names equal the official ``MaskedAutoencoderConvViT`` so its checkpoints load strictly.
 
 The encoder is a three-stage hybrid (paper Sec. 3.1):
@@ -19,6 +19,13 @@ operation that mixes positions. Every other operation in stages 1-2 is per posit
 embedding is a non-overlapping strided conv aligned with the 16x16 stage-3 patches, so features at
 visible positions never depend on masked pixels (tested in ``tests/test_convmae.py``).
 
+Computed at kept positions only (``conv_stages.py``): the official code runs stages 1-2 on the whole
+grid although only the positions inside visible patches reach the output; here the images' visible
+16x16 patches are gathered first, every per-position operation (patch embeddings, LayerNorm, 1x1
+convs, MLP, ``stage*_output_decode``) runs on them, and the depthwise conv runs on the full grid
+with the masked positions zero. Loss, predictions and gradients equal the official computation's
+within float rounding (tested).
+
 Differences from the official code, all shape-preserving:
 - any input size divisible by the total patch size works (official asserts 224); ``pos_embed`` and
   ``decoder_pos_embed`` keep the official shape for the construction ``img_size`` and the fixed
@@ -29,93 +36,25 @@ Differences from the official code, all shape-preserving:
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Sequence
 
 import torch
 import torch.nn as nn
-from timm.layers import ConvMlp, DropPath
 from timm.models.vision_transformer import Block
 
 from .checkpoint import DECODER_PREFIXES
+from .conv_stages import ConvStages, KeptLayout, patch_tokens, per_patch
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
 from .reconstruction import patchify, reconstruction_loss, unpatchify
 from .registry import register_model
 from .vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
 
-# Keys that only the pretraining decoder owns: missing in encoder-only checkpoints.
-
-
-# ---------------------------------------------------------------------------------------------
-# Geometry (pure functions)
-# ---------------------------------------------------------------------------------------------
-def upsample_token_mask(mask: torch.Tensor, grid: tuple[int, int], scale: int) -> torch.Tensor:
-    """Nearest upsampling of a token mask to a finer grid.
-
-    mask [N, L] on ``grid`` = (h, w), L = h*w  ->  [N, 1, h*scale, w*scale] (same values, row-major).
-    """
-    n = mask.shape[0]
-    h, w = grid
-    m = mask.reshape(n, 1, h, 1, w, 1).expand(n, 1, h, scale, w, scale)
-    return m.reshape(n, 1, h * scale, w * scale)
-
-
-def layer_norm_2d(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm over channels of a feature map: x [N, C, H, W] -> [N, C, H, W]."""
-    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Layers
-# ---------------------------------------------------------------------------------------------
-class ConvPatchEmbed(nn.Module):
-    """Strided non-overlapping conv + LayerNorm + GELU (official ``PatchEmbed``), no size assert.
-
-    x [N, C_in, H, W] -> [N, C_out, H/p, W/p].
-    """
-
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)  # official: nn.LayerNorm default eps (1e-5)
-        self.act = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(layer_norm_2d(self.norm, self.proj(x)))
-
-
-class MaskedConvBlock(nn.Module):
-    """Stage-1/2 block (official ``CBlock``): a depthwise-conv "attention" and a 1x1-conv MLP.
-
-    x [N, C, H, W], visible [N, 1, H, W] (1 = visible, 0 = masked) or None -> [N, C, H, W].
-    The visible mask multiplies the features right before the 5x5 depthwise conv, so masked
-    positions contribute nothing to the visible ones (masked convolution).
-    """
-
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, kernel_size: int = 5, drop_path: float = 0.0):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)  # official: nn.LayerNorm default eps, not the model's norm_layer
-        self.conv1 = nn.Conv2d(dim, dim, 1)
-        self.attn = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        self.conv2 = nn.Conv2d(dim, dim, 1)
-        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = ConvMlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
-
-    def forward(self, x: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.conv1(layer_norm_2d(self.norm1, x))
-        if visible is not None:
-            y = y * visible.to(y.dtype)
-        x = x + self.drop_path(self.conv2(self.attn(y)))
-        return x + self.drop_path(self.mlp(layer_norm_2d(self.norm2, x)))
-
 
 # ---------------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------------
-class MaskedAutoencoderConvViT(GradCheckpointing, nn.Module):
+class MaskedAutoencoderConvViT(GradCheckpointing, ConvStages, nn.Module):
     """ConvMAE pretraining model: hybrid conv/ViT encoder with block-wise masking + MAE decoder."""
 
     def __init__(
@@ -136,42 +75,23 @@ class MaskedAutoencoderConvViT(GradCheckpointing, nn.Module):
         norm_pix_loss: bool = False,
     ):
         super().__init__()
-        if len(patch_sizes) != 3 or len(embed_dims) != 3 or len(depths) != 3 or len(mlp_ratios) != 3:
-            raise ValueError(
-                "patch_sizes, embed_dims, depths and mlp_ratios need one entry per stage (3); got "
-                f"{patch_sizes}, {embed_dims}, {depths}, {mlp_ratios}"
-            )
+        # ---- encoder --------------------------------------------------------------------------
+        # patch_embed1-4, blocks1/2; self.patch_size = 16: one stage-3 token covers 16x16 pixels
+        dpr3 = self.add_conv_stages(in_chans, patch_sizes, embed_dims, depths, mlp_ratios, conv_kernel_size,
+                                    drop_path_rate)
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        self.patch_sizes = tuple(patch_sizes)
-        self.patch_size = math.prod(self.patch_sizes)  # 16: one stage-3 token covers 16x16 pixels
         self.in_chans = in_chans
-        self.embed_dims = tuple(embed_dims)
         self.norm_pix_loss = norm_pix_loss
         if self.img_size[0] % self.patch_size or self.img_size[1] % self.patch_size:
             raise ValueError(f"img_size {self.img_size} must be divisible by {self.patch_size}")
         self.grid_size = (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size)
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
-        p1, p2, p3 = self.patch_sizes
         c1, c2, c3 = self.embed_dims
-        total = sum(depths)  # stochastic depth rising linearly over all blocks of all stages
-        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        dpr1, dpr2, dpr3 = dpr[: depths[0]], dpr[depths[0]: depths[0] + depths[1]], dpr[depths[0] + depths[1]:]
-
-        # ---- encoder --------------------------------------------------------------------------
-        self.patch_embed1 = ConvPatchEmbed(p1, in_chans, c1)
-        self.patch_embed2 = ConvPatchEmbed(p2, c1, c2)
-        self.patch_embed3 = ConvPatchEmbed(p3, c2, c3)
-        self.patch_embed4 = nn.Linear(c3, c3)
         # stage-1/2 features projected to the stage-3 grid (kernel = stride = remaining downsampling)
-        self.stage1_output_decode = nn.Conv2d(c1, c3, p2 * p3, stride=p2 * p3)
-        self.stage2_output_decode = nn.Conv2d(c2, c3, p3, stride=p3)
+        s1, s2 = self.stage_sides
+        self.stage1_output_decode = nn.Conv2d(c1, c3, s1, stride=s1)
+        self.stage2_output_decode = nn.Conv2d(c2, c3, s2, stride=s2)
         self.pos_embed = fixed_pos_embed(c3, self.grid_size, cls_token=False)  # [1, L, C3], fixed sin-cos
-        self.blocks1 = nn.ModuleList(
-            MaskedConvBlock(c1, mlp_ratios[0], conv_kernel_size, drop_path=d) for d in dpr1
-        )
-        self.blocks2 = nn.ModuleList(
-            MaskedConvBlock(c2, mlp_ratios[1], conv_kernel_size, drop_path=d) for d in dpr2
-        )
         self.blocks3 = nn.ModuleList(
             Block(c3, num_heads, mlp_ratios[2], qkv_bias=True, drop_path=d, norm_layer=norm_layer) for d in dpr3
         )
@@ -244,42 +164,40 @@ class MaskedAutoencoderConvViT(GradCheckpointing, nn.Module):
         """imgs [N, 3, H, W] -> (latent [N, K, C3], mask [N, L], ids_restore [N, L][, features]).
 
         K = int(L * (1 - mask_ratio)) visible stage-3 tokens. With ``return_features`` also a dict:
-        ``stage1`` [N, C1, H/4, W/4], ``stage2`` [N, C2, H/8, W/8] (conv-stage outputs; masked
-        positions hold values that the visible ones never saw), ``stage3`` [N, K, C3] (ViT-block
+        ``stage1`` [N, C1, H/4, W/4], ``stage2`` [N, C2, H/8, W/8] (conv-stage outputs at the visible
+        positions; zero at the masked ones, which are never computed), ``stage3`` [N, K, C3] (ViT-block
         output at the visible tokens, before the multi-scale sum and ``norm``).
         """
         n = imgs.shape[0]
         grid = self.token_grid(imgs)
         ids_keep, ids_restore, mask = self.block_wise_masking(n, grid, mask_ratio, noise, imgs.device)
-        s2, s3 = self.patch_sizes[1], self.patch_sizes[2]
-        visible1 = upsample_token_mask(1 - mask, grid, s2 * s3)  # [N, 1, H/4, W/4]
-        visible2 = upsample_token_mask(1 - mask, grid, s3)  # [N, 1, H/8, W/8]
+        side1, side2 = self.stage_sides  # 4, 2 positions per patch side on the stage-1/2 grids
+        kept1, kept2 = KeptLayout.of(ids_keep, grid, side1), KeptLayout.of(ids_keep, grid, side2)
 
-        x = self.patch_embed1(imgs)  # [N, C1, H/4, W/4]
+        x = patch_tokens(imgs, ids_keep, self.patch_size)  # [N, K*16*16, 3] pixels of the kept patches
+        x = per_patch(self.patch_embed1, x, self.patch_size)  # [N, K*4*4, C1]
         for blk in self.blocks1:
-            x = self.run_block(blk, x, visible1)
+            x = self.run_block(blk, x, kept1)
         stage1 = x
-        stage1_embed = self.stage1_output_decode(x).flatten(2).transpose(1, 2)  # [N, L, C3]
+        stage1_embed = per_patch(self.stage1_output_decode, x, side1)  # [N, K, C3]
 
-        x = self.patch_embed2(x)  # [N, C2, H/8, W/8]
+        x = per_patch(self.patch_embed2, x, side1)  # [N, K*2*2, C2]
         for blk in self.blocks2:
-            x = self.run_block(blk, x, visible2)
+            x = self.run_block(blk, x, kept2)
         stage2 = x
-        stage2_embed = self.stage2_output_decode(x).flatten(2).transpose(1, 2)  # [N, L, C3]
+        stage2_embed = per_patch(self.stage2_output_decode, x, side2)  # [N, K, C3]
 
-        x = self.patch_embed3(x).flatten(2).transpose(1, 2)  # [N, L, C3]
-        x = self.patch_embed4(x)
-        x = x + pos_embed_for_grid(self.pos_embed, grid, self.grid_size, cls_token=False)
-        x = gather_tokens(x, ids_keep)  # [N, K, C3], visible tokens only
+        x = per_patch(self.patch_embed3, x, side2)  # [N, K, C3]
+        pos = pos_embed_for_grid(self.pos_embed, grid, self.grid_size, cls_token=False)  # [1, L, C3]
+        x = self.patch_embed4(x) + gather_tokens(pos.expand(n, -1, -1), ids_keep)
         for blk in self.blocks3:
             x = self.run_block(blk, x)
         stage3 = x
-        x = x + gather_tokens(stage1_embed, ids_keep) + gather_tokens(stage2_embed, ids_keep)
-        x = self.norm(x)
+        x = self.norm(x + stage1_embed + stage2_embed)
         if return_features:
-            return x, mask, ids_restore, {"stage1": stage1, "stage2": stage2, "stage3": stage3}
+            return x, mask, ids_restore, {"stage1": kept1.to_map(stage1), "stage2": kept2.to_map(stage2),
+                                          "stage3": stage3}
         return x, mask, ids_restore
-
     def forward_decoder(self, x: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int] | None = None):
         """x [N, K, C3], ids_restore [N, L] -> pred [N, L, 16*16*3]; ``grid`` (h, w) of the L tokens,
         the construction grid when omitted."""
@@ -307,9 +225,6 @@ class MaskedAutoencoderConvViT(GradCheckpointing, nn.Module):
         pred = self.forward_decoder(latent, ids_restore, self.token_grid(imgs))
         loss = self.forward_loss(imgs, pred, mask)
         return loss, pred, mask
-
-    # ---- checkpoints -------------------------------------------------------------------------
-
 
 # ---------------------------------------------------------------------------------------------
 # Sizes

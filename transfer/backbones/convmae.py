@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pretrain.models.convmae import ConvPatchEmbed, MaskedConvBlock
+from pretrain.models.conv_stages import ConvStages, GridLayout
 from pretrain.models.pos_embed import get_2d_sincos_pos_embed
 from pretrain.models.vit_common import run_block
 
@@ -42,7 +42,7 @@ from .rel_pos import RelativePositionBias
 from .vit_block import WindowBlock, init_transformer_weights
 
 
-class ConvMAEBackbone(nn.Module):
+class ConvMAEBackbone(ConvStages, nn.Module):
     """ConvMAE hybrid encoder as a 4-level pyramid ``{"s0", "s1", "s2", "s3"}`` (strides 4/8/16/32).
 
     Args:
@@ -81,17 +81,11 @@ class ConvMAEBackbone(nn.Module):
         init_values: float | None = None,
     ):
         super().__init__()
-        if len(patch_sizes) != 3 or len(embed_dims) != 3 or len(depths) != 3 or len(mlp_ratios) != 3:
-            raise ValueError(
-                "patch_sizes, embed_dims, depths and mlp_ratios need one entry per stage (3); got "
-                f"{patch_sizes}, {embed_dims}, {depths}, {mlp_ratios}"
-            )
+        dpr3 = self.add_conv_stages(in_chans, patch_sizes, embed_dims, depths, mlp_ratios, conv_kernel_size,
+                                    drop_path_rate)  # patch_embed1-4, blocks1/2
         bad = [i for i in global_blocks if not 0 <= i < depths[2]]
         if bad:
             raise ValueError(f"global_blocks {bad} out of range for {depths[2]} stage-3 blocks (zero-based)")
-        self.patch_sizes = tuple(patch_sizes)
-        self.patch_size = patch_sizes[0] * patch_sizes[1] * patch_sizes[2]  # 16
-        self.embed_dims = tuple(embed_dims)
         self.num_heads = num_heads
         self.window_size = window_size
         self.global_blocks = tuple(sorted(global_blocks)) if window_size else tuple(range(depths[2]))
@@ -99,24 +93,10 @@ class ConvMAEBackbone(nn.Module):
         self.grid = (img_size // self.patch_size, img_size // self.patch_size)
         c1, c2, c3 = self.embed_dims
         p1, p2, p3 = self.patch_sizes
-
-        self.patch_embed1 = ConvPatchEmbed(p1, in_chans, c1)
-        self.patch_embed2 = ConvPatchEmbed(p2, c1, c2)
-        self.patch_embed3 = ConvPatchEmbed(p3, c2, c3)
-        self.patch_embed4 = nn.Linear(c3, c3)
         pe = get_2d_sincos_pos_embed(c3, self.grid).unsqueeze(0)  # [1, G*G, C3]; replaced on loading
         self.pos_embed = nn.Parameter(pe, requires_grad=pos_embed_trainable)
-
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths), device="cpu")]  # over all stages
-        d1, d2 = depths[0], depths[0] + depths[1]
-        self.blocks1 = nn.ModuleList(
-            MaskedConvBlock(c1, mlp_ratios[0], conv_kernel_size, drop_path=d) for d in dpr[:d1]
-        )
-        self.blocks2 = nn.ModuleList(
-            MaskedConvBlock(c2, mlp_ratios[1], conv_kernel_size, drop_path=d) for d in dpr[d1:d2]
-        )
         self.blocks3 = nn.ModuleList(self._stage3_blocks(
-            dpr[d2:], num_heads, mlp_ratios[2], qkv_bias, window_size, shift_size, per_block_rel_pos_bias, init_values))
+            dpr3, num_heads, mlp_ratios[2], qkv_bias, window_size, shift_size, per_block_rel_pos_bias, init_values))
         if use_rel_pos_bias:
             self.windowed_rel_pos_bias = (
                 RelativePositionBias((window_size, window_size), num_heads) if window_size else None
@@ -167,18 +147,20 @@ class ConvMAEBackbone(nn.Module):
     def _run(self, blk: nn.Module, x: torch.Tensor, *args) -> torch.Tensor:
         return run_block(blk, x, *args, checkpointing=self.use_act_checkpoint)
 
+    def _conv_stage(self, x: torch.Tensor, blocks: nn.ModuleList) -> torch.Tensor:
+        """Conv blocks on every position of a map: x [N, C, h, w] -> [N, C, h, w]."""
+        layout = GridLayout(x.shape[2], x.shape[3])
+        x = layout.from_map(x)  # [N, h*w, C]
+        for blk in blocks:
+            x = self._run(blk, x, layout)
+        return layout.to_map(x).contiguous()
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x [N, 3, H, W] -> {"s0": [N, C1, H/4, W/4], "s1": [N, C2, H/8, W/8],
         "s2": [N, C3, H/16, W/16], "s3": [N, C3, H/32, W/32]} (floor divisions)."""
         outs = {}
-        x = self.patch_embed1(x)  # [N, C1, H/4, W/4]
-        for blk in self.blocks1:
-            x = self._run(blk, x)
-        outs["s0"] = x
-        x = self.patch_embed2(x)  # [N, C2, H/8, W/8]
-        for blk in self.blocks2:
-            x = self._run(blk, x)
-        outs["s1"] = x
+        x = outs["s0"] = self._conv_stage(self.patch_embed1(x), self.blocks1)  # [N, C1, H/4, W/4]
+        x = outs["s1"] = self._conv_stage(self.patch_embed2(x), self.blocks2)  # [N, C2, H/8, W/8]
         x = self.patch_embed3(x).permute(0, 2, 3, 1)  # [N, h, w, C3]
         x = self.patch_embed4(x)
         h, w = x.shape[1], x.shape[2]

@@ -3,10 +3,10 @@
 Shared by the plain ViT (ViTDet) and ConvMAE's stage 3. Forward semantics of detectron2
 ``modeling/backbone/vit.py`` ``Block``/``Attention``: pre-norm; windows are cut after ``norm1``
 (zero padding to a multiple of the window), attention, windows merged and padding cropped, residual,
-MLP. Attention runs through ``F.scaled_dot_product_attention``: the block's own decomposed
-``rel_pos_h``/``rel_pos_w`` terms are folded into q.k (``folded_rel_pos_attention``; no L x L tensor,
-so the flash / memory-efficient kernels apply), a bias handed in by the caller (e.g. ConvMAE's shared
-tables, Swin's shift mask) enters as its ``attn_mask``.
+MLP. Attention runs through ``F.scaled_dot_product_attention``, a bias handed in by the caller (e.g.
+ConvMAE's shared tables, Swin's shift mask) as its ``attn_mask``; with the block's own decomposed
+``rel_pos_h``/``rel_pos_w`` terms, ``rel_pos_attention`` picks the kernel by device (GPU: the terms
+folded into SDPA's q.k; CPU: a blockwise explicit softmax), neither builds an L x L tensor to keep.
 
 Parameter names are MAE's encoder names (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
 ``mlp.fc1``, ``mlp.fc2``) plus detectron2's ``attn.rel_pos_h``/``attn.rel_pos_w``.
@@ -20,7 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 
-from .rel_pos import RelativePositionBias, folded_rel_pos_attention
+from .rel_pos import RelativePositionBias
+from .rel_pos_attention import rel_pos_attention
 from .window_attention import pad_to_window, shifted_window_mask, window_partition, window_unpartition
 
 
@@ -66,8 +67,8 @@ class Attention(nn.Module):
         if self.use_rel_pos:
             if x.dim() != 4:
                 raise ValueError(f"decomposed rel-pos needs a token grid [B, h, w, C]; got {tuple(shape)}")
-            hw = (shape[1], shape[2])  # the terms ride in q.k: no [B, nH, L, L] bias is built
-            x = folded_rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, hw, hw, mask)
+            hw = (shape[1], shape[2])  # no [B, nH, L, L] bias is kept
+            x = rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, hw, hw, mask)
         else:
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nH, L, hd]; scale hd^-0.5
         x = x.transpose(1, 2).reshape(shape)
