@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import pretrain.weights
+
 from pretrain.checkpoint_io import read_checkpoint
 from pretrain.encoders import paper_rows
 from pretrain.models import build_model
@@ -214,10 +216,11 @@ def test_refusals(tool, toy, tmp_path):
 
 # ------------------------------------------------------------------------------------------ toy run
 @pytest.mark.slow
-def test_toy_finetuning_learns_and_eval_only_reproduces_it(tool, tmp_path, one_thread):
+def test_toy_finetuning_learns_and_eval_only_reproduces_it(tool, tmp_path, one_thread, monkeypatch):
     """configs/cls/toy_cls_finetune.py from random init on 3 toy classes (48 / 24 images): measured 91.7 %
     top-1 (chance 33 %); --eval-only on its output folder, or on its weights saved as the official
-    fine-tuned files are ({'model': ...}, loaded strictly), gives the same numbers; a run stopped after 30
+    fine-tuned files are ({'model': ...}, loaded strictly; also under an official name), gives the same
+    numbers; a run stopped after 30
     iterations and resumed ends with the same weights as the uninterrupted one."""
     data = write_classification_set(tmp_path / "toy", num_classes=3, per_class_train=16, per_class_val=8, size=64)
     common = ["--backbone", "mae_vit_tiny", "--protocol", "finetune", "--data", str(data), "threads=1",
@@ -232,6 +235,10 @@ def test_toy_finetuning_learns_and_eval_only_reproduces_it(tool, tmp_path, one_t
     torch.save({"model": read_checkpoint(checkpoint_paths(str(tmp_path / "run"))[-1])["model"]}, released)
     named = tool.main([*common, "--output", str(tmp_path / "eval"), "--eval-only", "--weights", str(released)])
     assert (named["acc1"], named["loss"]) == (trained["acc1"], trained["loss"])
+    # an official name resolves (download stubbed: no network here) and loads the same way
+    monkeypatch.setattr(pretrain.weights, "fetch_official", lambda entry, cache_dir=None: str(released))
+    by_name = tool.main([*common, "--output", str(tmp_path / "eval"), "--eval-only", "--weights", "mae_finetuned_vit_base"])
+    assert (by_name["acc1"], by_name["weights"]) == (trained["acc1"], "mae_finetuned_vit_base")
     tool.main([*common, "--output", str(tmp_path / "split"), "max_iters=30"])
     resumed = tool.main([*common, "--output", str(tmp_path / "split"), "--resume"])
     assert resumed["loss"] == trained["loss"]
