@@ -282,7 +282,7 @@ def test_read_rgb_formats_match_pil(tmp_path):
                       ("c.png", Image.fromarray(rgb[..., 0])), ("d.gif", Image.fromarray(rgb).convert("P")),
                       ("e16.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 200))]:  # 16-bit grey
         img.save(tmp_path / name)
-        expected = torch.from_numpy(np.asarray(Image.open(tmp_path / name).convert("RGB"))).permute(2, 0, 1)
+        expected = torch.from_numpy(np.array(Image.open(tmp_path / name).convert("RGB"))).permute(2, 0, 1)
         ours = read_rgb(str(tmp_path / name))
         assert ours.dtype == torch.uint8 and torch.equal(ours, expected), name
 
@@ -314,8 +314,8 @@ def test_sim_views_follow_the_official_geometry():
 
 def test_sim_colour_views_match_the_official_statistics(tmp_path):
     """Colour on: the fast views' mean, spread and per-view contrast distribution equal the official
-    pipeline's within sampling error (the same PIL colour operations, seeded from the sample's
-    generator), once normalised by to_model_input."""
+    pipeline's within sampling error (Pillow-exact colour operations on tensors, drawn from the
+    sample's generator), once normalised by to_model_input."""
     from PIL import Image
     from pretrain.data import read_rgb, to_model_input
 

@@ -10,7 +10,9 @@ few pixels where float rounding differs). Each may work in place: use the return
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,51 +54,93 @@ def grayscale_(x: torch.Tensor) -> torch.Tensor:
     return x.copy_(luma(x).expand_as(x))
 
 
-def solarize_(x: torch.Tensor, threshold: float = 128) -> torch.Tensor:
-    """``ImageOps.solarize``: levels at or above ``threshold`` inverted."""
-    return torch.where(x >= threshold, 255 - x, x)
+def solarize_(x: torch.Tensor) -> torch.Tensor:
+    """``ImageOps.solarize`` (threshold 128): levels 128..255 become 255 - x. On whole numbers that is
+    127.5 - |x - 127.5| (levels below 128 map to themselves)."""
+    return x.sub_(127.5).abs_().neg_().add_(127.5)
 
 
 def adjust_hue_(x: torch.Tensor, factor: float) -> torch.Tensor:
     """torchvision's PIL ``adjust_hue``: RGB -> Pillow's 8-bit HSV, H += int(factor * 255) (mod 256),
-    -> RGB; the round trip quantises S and H even for a zero shift."""
-    hue, sat, val = _rgb_to_hsv8(x)
-    hue = torch.remainder(hue + int(factor * 255), 256)
-    return _hsv8_to_rgb(hue, sat, val)
+    -> RGB; the round trip quantises S and H even for a zero shift. Table look-ups (``_hsv_tables``)
+    give Pillow's 8-bit H and S, and its rounded P; Q and T are computed from a table of their factor."""
+    t = _hsv_tables()
+    r, g, b = x.unbind(0)
+    val = torch.maximum(torch.maximum(r, g), b)
+    span = val - torch.minimum(torch.minimum(r, g), b)
+    ar, ag, ab = (val - x).unbind(0)  # distances below the maximum; the maximum's own is 0
+    not_r, not_g = ar.clamp(max=1), ag.clamp(max=1)  # 1 where that channel is below the maximum
+    case = not_r * (1 + not_g)  # 0: R is the maximum, 1: G (R is not), 2: B (Pillow's order)
+    key = (ar + ag).mul_(512).add_(ab).add_(ag).add_(case, alpha=512 * 512).int().view(-1)
+    hue = t.hue.index_select(0, key) + (int(factor * 255) & 255)  # uint8: the shift wraps as Pillow's
+    sat = t.sat.index_select(0, span.mul_(256).add_(val).int().view(-1)).int().mul_(256)
+    vi = val.int().view(-1)
+    u = t.unit.index_select(0, sat + hue).mul_(vi).add_(0.5).floor_()  # C round() of a positive double
+    p = t.p.index_select(0, sat.add_(vi))
+    vup = torch.stack([vi, u.int(), p.int()]).view(-1)  # [3 * H*W]: V, then Q or T, then P of every pixel
+    rows = hue.int() + _CHANNEL_ROWS  # [3, H*W]: row c of the [3, 256] table, column H
+    pick = t.order.view(-1).index_select(0, rows.view(-1)).view(3, -1).mul_(vi.numel()).add_(_pixel_index(vi.numel()))
+    return vup.index_select(0, pick.view(-1)).view(x.shape).float()
 
 
-def _rgb_to_hsv8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pillow's ``rgb2hsv_row`` (libImaging/Convert.c) -> whole-number H, S, V [H, W]: float32 where
-    Pillow uses float, float64 where its expressions promote to double."""
-    minc, maxc = torch.aminmax(x, dim=0)
-    span = maxc - minc
-    grey = span == 0
-    span_or_1 = torch.where(grey, 1.0, span)
-    sat = (span / torch.where(maxc == 0, 1.0, maxc)).double().mul_(255).trunc_()
-    rc, gc, bc = ((maxc - x) / span_or_1).double().unbind(0)  # float32 quotients, as Pillow's
-    r, g, _ = x.unbind(0)
-    hue = torch.where(r == maxc, (bc - gc).float(), torch.where(g == maxc, 2.0 + rc - bc, 4.0 + gc - rc).float())
-    hue = torch.fmod(hue.double() / 6.0 + 1.0, 1.0).float().double().mul_(255).trunc_().clamp_(0, 255)
-    return hue.masked_fill_(grey, 0), sat.masked_fill_(grey, 0), maxc.double()
+_CHANNEL_ROWS = torch.tensor([[0], [256], [512]], dtype=torch.int32)
 
 
-# (V, P, Q, T) -> (R, G, B) for each sextant i % 6 of the hue circle (Convert.c hsv2rgb)
-_SEXTANTS = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]])
+@functools.lru_cache(maxsize=4)
+def _pixel_index(n: int) -> torch.Tensor:
+    return torch.arange(n, dtype=torch.int32)
 
 
-def _hsv8_to_rgb(hue: torch.Tensor, sat: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
-    """Pillow's ``hsv2rgb`` on whole-number float64 H, S, V [H, W] -> float32 [3, H, W]."""
-    h6 = hue * 6.0 / 255.0
+class _HSVTables(NamedTuple):
+    hue: torch.Tensor  # uint8 [3 * 512 * 512]: H of (maximum channel, two sums of distances below it)
+    sat: torch.Tensor  # uint8 [256 * 256]: S of (maximum - minimum, maximum)
+    unit: torch.Tensor  # float64 [256 * 256]: of (S, H): 1 - fs * f (odd sextants, Q) or 1 - fs * (1 - f) (T)
+    p: torch.Tensor  # uint8 [256 * 256]: P of (S, V)
+    order: torch.Tensor  # int32 [3, 256]: which of (V, Q/T, P) each of R, G, B takes in the sextant of H
+
+
+def _table_hue() -> torch.Tensor:
+    """``rgb2hsv_row``'s H for each (case, P, Q) of ``adjust_hue_``'s key: P = ar + ag, Q = ab + ag
+    (distances below the maximum; the maximum's is 0), i.e. (ag, ab), (ar, ab) or (ar, ag) when R, G or
+    B is the maximum."""
+    big_p, big_q = (v.reshape(-1) for v in torch.meshgrid(torch.arange(512.0), torch.arange(512.0), indexing="ij"))
+    hues = []
+    for case in range(3):
+        first, second = [(big_p, big_q - big_p), (big_p, big_q), (big_p - big_q, big_q)][case]
+        first, second = first.clamp(0, 255), second.clamp(0, 255)  # combinations no pixel has: any value
+        span = torch.maximum(first, second).clamp(min=1)
+        c1, c2 = first / span, second / span  # float32 quotients (maxc - c) / cr, in r, g, b order
+        if case == 0:  # h = bc - gc
+            h = c2 - c1
+        elif case == 1:  # h = 2.0 + rc - bc (double)
+            h = (2.0 + c1.double() - c2.double()).float()
+        else:  # h = 4.0 + gc - rc
+            h = (4.0 + c2.double() - c1.double()).float()
+        h = torch.fmod(h.double() / 6.0 + 1.0, 1.0).float().double().mul_(255).trunc_().clamp_(0, 255)
+        hues.append(h.masked_fill_(torch.maximum(first, second) == 0, 0))
+    return torch.cat(hues).to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def _hsv_tables() -> _HSVTables:
+    """Pillow's libImaging/Convert.c ``rgb2hsv_row`` and ``hsv2rgb`` evaluated for every 8-bit input, in
+    float32 where Pillow uses float and float64 where its expressions promote to double."""
+    a1, a2 = (v.reshape(-1) for v in torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij"))
+    cr, maxc = a1, a2  # S: (int)(cr / (float)maxc * 255.0)
+    sat = (cr / maxc.clamp(min=1)).double().mul_(255).trunc_().masked_fill_(cr > maxc, 0).to(torch.uint8)
+    s, h = a1.double(), a2.double()
+    h6 = h * 6.0 / 255.0
     sextant = h6.floor()
-    frac = (h6 - sextant).float()
-    fs = (sat / 255.0).float()
-    p = val * (1.0 - fs.double())
-    q = val * (1.0 - (fs * frac).double())  # float32 product, as Pillow's fs * f
-    t = val * (1.0 - fs.double() * (1.0 - frac.double()))
-    vpqt = torch.stack([val, p, q, t]).add_(0.5).floor_().clamp_(0, 255)  # C round() of positive values
-    idx = _SEXTANTS[:, sextant.long().remainder_(6)]  # [3, H, W]
-    rgb = vpqt.gather(0, idx)
-    return torch.where(sat == 0, val, rgb).float()
+    frac, fs = (h6 - sextant).float(), (s / 255.0).float()
+    unit_q = 1.0 - (fs * frac).double()
+    unit_t = 1.0 - fs.double() * (1.0 - frac.double())
+    unit = torch.where(sextant.remainder(2) == 1, unit_q, unit_t)
+    v = a2.double()  # P: round(v * (1.0 - fs)), indexed by (S, V)
+    p = (v * (1.0 - fs.double())).add_(0.5).floor_().to(torch.uint8)
+    # R, G, B per sextant 0..5 (6 = 0): (V,T,P) (Q,V,P) (P,V,T) (P,Q,V) (T,P,V) (V,P,Q)
+    by_sextant = torch.tensor([[0, 1, 2, 2, 1, 0], [1, 0, 0, 1, 2, 2], [2, 2, 1, 0, 0, 1]])
+    order = by_sextant[:, (torch.arange(256) * 6.0 / 255.0).floor().long().remainder(6)].int()
+    return _HSVTables(_table_hue(), sat, unit, p, order)
 
 
 def box_blur_weights(sigma: float, passes: int = 3) -> tuple[int, int, int]:
@@ -117,25 +161,28 @@ def box_blur_weights(sigma: float, passes: int = 3) -> tuple[int, int, int]:
 
 
 def _box_pass(x: torch.Tensor, dim: int, r: int, inner: int, outer: int) -> torch.Tensor:
-    """One box blur along ``dim`` of float64 whole numbers, edge pixels repeated (Pillow's line blur):
-    out[k] = (inner * sum(x[k-r..k+r]) + outer * (x[k-r-1] + x[k+r+1]) + 2^23) >> 24, exact in float64
-    (float32 is not: the weights approximate fractions like 2/3 and 1/6 to within 2^-24, so many sums
-    lie just below a half)."""
+    """One box blur along ``dim`` of int32 levels, edge pixels repeated (Pillow's line blur):
+    out[k] = (inner * sum(x[k-r..k+r]) + outer * (x[k-r-1] + x[k+r+1]) + 2^23) >> 24, exact in int32 by
+    splitting the 24-bit weights into 12-bit halves (the sums need up to 35 bits; float32 is not
+    exact: the weights approximate fractions like 2/3 and 1/6 within 2^-24, so many sums lie just
+    below a half)."""
     n = x.shape[dim]
-    first, last = x.narrow(dim, 0, 1), x.narrow(dim, n - 1, 1)
     pad = [r + 1 if d == dim % x.ndim else -1 for d in range(x.ndim)]
-    padded = torch.cat([first.expand(*pad), x, last.expand(*pad)], dim)  # [..., n + 2r + 2, ...]
-    sums = padded.cumsum(dim)
-    window = sums.narrow(dim, 2 * r + 1, n) - sums.narrow(dim, 0, n)  # x[k-r..k+r] (padded k+1..k+2r+1)
+    padded = torch.cat([x.narrow(dim, 0, 1).expand(*pad), x, x.narrow(dim, n - 1, 1).expand(*pad)], dim)
+    window = padded.narrow(dim, 1, n)  # x[k-r..k+r] is padded[k+1..k+2r+1]
+    for k in range(2, 2 * r + 2):
+        window = window + padded.narrow(dim, k, n)
     far = padded.narrow(dim, 0, n) + padded.narrow(dim, 2 * r + 2, n)
-    return window.mul_(inner).add_(far, alpha=outer).add_(_ONE // 2).mul_(1 / _ONE).floor_()
+    high = (window * (inner >> 12)).add_(far, alpha=outer >> 12)
+    low = (window * (inner & 4095)).add_(far, alpha=outer & 4095).add_(_ONE // 2).bitwise_right_shift_(12)
+    return high.add_(low).bitwise_right_shift_(12)
 
 
 def gaussian_blur_(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """``ImageFilter.GaussianBlur(radius=sigma)``: three box passes along the rows, then three along the
     columns, each rounded to whole levels as Pillow's 8-bit passes are."""
     r, inner, outer = box_blur_weights(sigma)
-    x = x.double()
+    x = x.int()
     for dim in (2, 2, 2, 1, 1, 1):
         x = _box_pass(x, dim, r, inner, outer)
     return x.float()
