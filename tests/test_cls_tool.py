@@ -268,3 +268,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("protocol", ["finetune", "linprobe"])
+def test_pretraining_file_initialises_the_trunk(protocol, tool, toy, tmp_path, one_thread):
+    """--weights PRETRAINING_FILE: the trunk takes the file's encoder, the head is new (main_finetune.py:
+    trunc-normal 2e-5; main_linprobe.py: BN + trunc-normal 0.01 head); the linear probe leaves the trunk
+    frozen. One step: the first step's lr is 0 (warmup), so the fine-tuned weights are still the initial ones."""
+    torch.manual_seed(0)
+    encoder = build_model("mae_vit_tiny").state_dict()
+    weights = tmp_path / "encoder.pth"
+    torch.save({"model": encoder}, weights)
+    out = tmp_path / protocol
+    tool.main(["--backbone", "mae_vit_tiny", "--protocol", protocol, "--data", str(toy), "--output", str(out),
+               "--weights", str(weights), "max_iters=2" if protocol == "linprobe" else "max_iters=1", *CPU])
+    model = read_checkpoint(checkpoint_paths(str(out))[-1])["model"]
+    for key in ("cls_token", "patch_embed.proj.weight", "blocks.1.mlp.fc2.weight", "blocks.0.norm1.bias"):
+        assert torch.equal(model[key], encoder[key]), key
+    head = model["head.weight"] if protocol == "finetune" else model["head.1.weight"]
+    assert head.std() < (1e-4 if protocol == "finetune" else 0.02)
+    if protocol == "linprobe":  # the BatchNorm head without affine parameters, its statistics updated
+        assert "head.0.weight" not in model and model["head.0.num_batches_tracked"] == 2
