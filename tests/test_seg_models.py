@@ -134,11 +134,11 @@ def test_wrong_architecture_and_missing_checkpoint_are_refused(tmp_path, toy_roo
         segmentor.init_weights()
 
     cfg.model.backbone.pretrained = str(tmp_path / "nope.pth")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
         MODELS.build(cfg.model)
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="x.pth"):
         build_config(str(CONFIG_DIR / "toy_upernet_vit_tiny.py"), dataset=toy_root, weights=str(tmp_path / "x.pth"))
-    with pytest.raises(FileNotFoundError, match="ADE20K layout"):
+    with pytest.raises(FileNotFoundError, match="no_data"):
         build_config(str(CONFIG_DIR / "toy_upernet_vit_tiny.py"), dataset=str(tmp_path / "no_data"))
 
 
@@ -243,5 +243,5 @@ def test_backbones_take_name_and_refuse_arch():
     convmae = MODELS.build(dict(type="MIMConvMAE", name="convmae_tiny"))
     assert convmae.net.arch == "convmae"
     for cls, name in (("MIMViT", "mae_vit_tiny"), ("MIMConvMAE", "convmae_tiny")):
-        with pytest.raises(TypeError, match=r"name=.*not arch="):
+        with pytest.raises(TypeError, match="name="):
             MODELS.build(dict(type=cls, arch=name))

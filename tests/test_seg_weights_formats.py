@@ -130,7 +130,7 @@ def test_converter_output_loads_as_the_official_file(tmp_path, toy_root):
 def test_strictness_and_flag_as_for_pretraining_checkpoints(tmp_path, toy_root):
     state = {k: v for k, v in mmseg_mae_backbone().state_dict().items() if not k.startswith("layers.3.")}
     torch.save(state, tmp_path / "three_blocks.pth")
-    with pytest.raises(CheckpointMismatchError, match=r"blocks\.3\..*--allow-partial-weights"):
+    with pytest.raises(CheckpointMismatchError, match="--allow-partial-weights"):
         load_toy_row(tmp_path, toy_root, str(tmp_path / "three_blocks.pth"))
     ours = load_toy_row(tmp_path, toy_root, str(tmp_path / "three_blocks.pth"), allow_partial=True)
     assert {k.split(".")[1] for k in ours.load_report.missing if k.startswith("blocks.")} == {"3"}
@@ -142,11 +142,11 @@ def test_files_that_are_neither_say_so(tmp_path, toy_root):
     but no mapping: refused naming the keys; a file of no known layout: refused at build_config."""
     vit = MODELS.build(dict(type="VisionTransformer", img_size=(128, 128), embed_dims=96, num_layers=1, num_heads=3))
     torch.save(vit.state_dict(), tmp_path / "mmseg_vit.pth")
-    with pytest.raises(CheckpointError, match=r"no counterpart in MIMViT.*attn\.attn\.in_proj"):
+    with pytest.raises(CheckpointError, match=r"attn\.attn\.in_proj"):
         load_toy_row(tmp_path, toy_root, str(tmp_path / "mmseg_vit.pth"))
-    with pytest.raises(ValueError, match="no counterpart"):
+    with pytest.raises(ValueError, match=r"attn\.attn\.in_proj"):
         mmseg_backbone_to_ours(vit.state_dict())
 
     torch.save({"fc.weight": torch.zeros(2)}, tmp_path / "other.pth")
-    with pytest.raises(CheckpointError, match=r"or a ViT backbone in mmseg's names.*first keys: \['fc\.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"fc\.weight"):
         load_toy_row(tmp_path, toy_root, str(tmp_path / "other.pth"))

@@ -7,11 +7,14 @@ dataset wrapper and hook of ``distributed`` (N processes == 1 process with accum
 own checkpoints under torch's ``weights_only=True`` default (``checkpoint_io``). Configs name it in
 ``custom_imports`` so mmseg's own tools find these modules too.
 """
-from .backbones import MIMConvMAE, MIMViT
-from .checkpoint_io import install_checkpoint_loader
-from .distributed import MicroBatchSeedHook, SeededInfiniteSampler, SeededSamples
-from .layer_decay import MIMLayerDecayOptimizerConstructor, get_layer_id
-from .load_hook import StrictSegmentorLoadHook
+from transfer.framework_warnings import quiet_framework_warnings
+
+quiet_framework_warnings()  # before mmseg / mmcv / mmengine are imported
+from .backbones import MIMConvMAE, MIMViT  # noqa: E402
+from .checkpoint_io import install_checkpoint_loader  # noqa: E402
+from .distributed import MicroBatchSeedHook, SeededInfiniteSampler, SeededSamples  # noqa: E402
+from .layer_decay import MIMLayerDecayOptimizerConstructor, get_layer_id  # noqa: E402
+from .load_hook import StrictSegmentorLoadHook  # noqa: E402
 
 install_checkpoint_loader()
 

@@ -24,6 +24,7 @@ from transfer.seg import distributed
 from transfer.seg.atomic_backend import use_atomic_checkpoints
 from transfer.seg.backbones import BACKBONE_KINDS
 from transfer.config_table import ConfigTable
+from transfer.framework_warnings import FrameworkLogLines
 from transfer.rank_agreement import check_ranks_agree
 from transfer.seg.run_options import apply_weights, check_cfg_options
 
@@ -223,6 +224,7 @@ def run(cfg: Config, eval_only: bool = False, overwrite: bool = False) -> dict:
     distributed.init_cpu_process_group(cfg)
     with claim:
         runner = Runner.from_cfg(cfg)
+        runner.logger.addFilter(FrameworkLogLines())  # mmengine's own deprecation lines: nothing to act on
         _announce_weights(cfg)  # again, into the run's log file
         if eval_only:
             return dict(runner.test())
