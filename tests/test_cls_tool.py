@@ -289,3 +289,16 @@ def test_pretraining_file_initialises_the_trunk(protocol, tool, toy, tmp_path, o
     assert head.std() < (1e-4 if protocol == "finetune" else 0.02)
     if protocol == "linprobe":  # the BatchNorm head without affine parameters, its statistics updated
         assert "head.0.weight" not in model and model["head.0.num_batches_tracked"] == 2
+
+
+def test_weights_precedence(tool):
+    """A row's config names its paper checkpoint; kNN (no row) takes the encoder's; --weights and key=value
+    replace it, --from-scratch drops it; --eval-only scores a trained classifier, never the pretraining file."""
+    def weights(*argv: str) -> str:
+        return tool.build_config(tool.parse_args([*argv, "--data", "d"])).weights
+
+    row, knn = ["--backbone", "mae_vit_base", "--protocol", "finetune"], ["--backbone", "mae_vit_base", "--protocol", "knn"]
+    assert weights(*row) == weights(*knn) == "mae_pretrain_vit_base"
+    assert weights(*knn, "weights=mine.pth") == weights(*row, "--weights", "mine.pth") == "mine.pth"
+    assert weights(*row, "--from-scratch") == weights(*row, "--eval-only") == ""
+    assert weights(*row, "--eval-only", "--weights", "mae_finetuned_vit_base") == "mae_finetuned_vit_base"

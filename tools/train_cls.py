@@ -10,12 +10,12 @@
     python tools/train_cls.py --config configs/cls/mae_vit_base_finetune.py --data DIR accum_iter=8 batch_size=16
 
 --backbone NAME --protocol P picks the paper row's config (configs/cls/<NAME>_<P>.py, listed in
-pretrain/encoders.py; kNN has no paper row: the defaults, k 20, T 0.07); --config FILE runs any config
-(--backbone / --protocol then override its model / protocol). key=value overrides any config key
-(transfer/cls/config.py lists them). Weights: a row starts from its paper's pretraining checkpoint
-(downloaded once); --weights NAME|PATH|URL picks another, --from-scratch none. With --eval-only,
---weights is a trained classifier (an official fine-tuned file, loaded strictly) and without it the
-newest checkpoint of --output is evaluated. --data: ImageNet's layout, DIR/train/<class>/* and
+pretrain/encoders.py; kNN has no paper row: the defaults, k 20, T 0.07, and the encoder's paper
+checkpoint); --config FILE runs any config (--backbone / --protocol then override its model / protocol).
+key=value overrides any config key (transfer/cls/config.py lists them). Weights: a row starts from its
+paper's pretraining checkpoint (downloaded once); --weights NAME|PATH|URL picks another, --from-scratch
+none. With --eval-only, --weights is a trained classifier (an official fine-tuned file, loaded strictly)
+and without it the newest checkpoint of --output is evaluated. --data: ImageNet's layout, DIR/train/<class>/* and
 DIR/val/<class>/* (any image-folder tree of that shape; the classes are train/'s folders).
 
 An output folder (default output/cls/<row>) holds one run: a used one is refused unless --resume
@@ -86,6 +86,8 @@ def build_config(args: argparse.Namespace) -> ClsConfig:
     path = config_file(args)
     flags = {k: v for k, v in (("model", args.backbone), ("protocol", args.protocol), ("data", args.data)) if v}
     cfg = ClsConfig.from_sources(path, args.overrides, **flags)
+    if path is None and not any(item.startswith("weights=") for item in args.overrides):
+        cfg.weights = ENCODERS[cfg.model].weights or ""  # no paper row (kNN): the encoder's paper checkpoint
     configured = "" if args.eval_only and cfg.trained else cfg.weights  # eval-only: a trained model, not a trunk
     cfg.weights = choose_weights(args.weights, args.from_scratch, configured).spec
     name = Path(path).stem if path else f"{cfg.model}_{cfg.protocol}"
