@@ -228,6 +228,7 @@ def test_toy_finetuning_learns_and_eval_only_reproduces_it(tool, tmp_path, one_t
     trained = tool.main([*common, "--output", str(tmp_path / "run")])
     assert trained["acc1"] >= 80.0
     again = tool.main([*common, "--output", str(tmp_path / "run"), "--eval-only"])
+    assert again["weights"] == checkpoint_paths(str(tmp_path / "run"))[-1]  # what was scored, in results.json
     assert {k: again[k] for k in ("acc1", "acc5", "loss")} == {k: trained[k] for k in ("acc1", "acc5", "loss")}
     with pytest.raises(SystemExit):  # the folder holds a run: refused without --resume / --overwrite
         tool.main([*common, "--output", str(tmp_path / "run")])

@@ -45,6 +45,7 @@ class Progress:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps done within the current epoch
     iteration: int = 0  # optimizer steps done in all
+    checkpoint: str | None = None  # the file it continues (or evaluates)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def run(cfg: ClsConfig, eval_only: bool = False, resume: bool = False, overwrite
                 results = frozen.evaluate_frozen(cfg, train_set, val_set, procs.device) if procs.master else {}
             else:
                 results = train_or_evaluate(cfg, procs, train_set, val_set, eval_only, resume)
-            results = {**results, **run_facts(cfg, train_set, val_set, eval_only)}
+            results = {**run_facts(cfg, train_set, val_set, eval_only), **results}
             if procs.master:
                 atomic_write_text(os.path.join(cfg.output_dir, "results.json"), json.dumps(results, indent=1) + "\n")
                 print(f"results: {json.dumps(results)}", flush=True)
@@ -147,6 +148,7 @@ def restore(tr: Trainer, eval_only: bool, resume: bool) -> Progress:
     ckpt = load_checkpoint(path, CHECKPOINT_WHAT)
     restore_training_state(ckpt, tr.raw_model, tr.optimizer, tr.scaler, tr.procs.rank, tr.procs.device)
     progress.epoch, progress.step, progress.iteration = ckpt["epoch"], ckpt["step"], ckpt["iteration"]
+    progress.checkpoint = path
     if tr.procs.master:
         print(f"{'evaluating' if eval_only else 'resumed from'} {path}: epoch {progress.epoch}, iteration "
               f"{progress.iteration}", flush=True)
@@ -159,8 +161,8 @@ def train_or_evaluate(cfg: ClsConfig, procs: Processes, train_set: LabelledImage
     """Fine-tune / probe (then the final evaluation), or only evaluate -> {'acc1', 'acc5', 'loss', ...}."""
     tr = setup_training(cfg, procs, train_set, val_set, eval_only)
     progress = restore(tr, eval_only, resume)
-    if eval_only:
-        return evaluate(tr)
+    if eval_only:  # results.json names the checkpoint evaluated when --weights did not
+        return {**({"weights": progress.checkpoint} if progress.checkpoint else {}), **evaluate(tr)}
     log = RunLog(cfg.output_dir, master=procs.master, device=procs.device, total_iters=tr.total_iters,
                  stop_at=tr.stop_at, start_iter=progress.iteration, log_interval=cfg.log_interval,
                  images_per_iter=tr.eff_batch, progress_bar=cfg.progress, tensorboard=cfg.tensorboard)
