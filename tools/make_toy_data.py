@@ -3,49 +3,87 @@
     python tools/make_toy_data.py --out datasets/toy            # all four
     python tools/make_toy_data.py --out datasets/toy --only coco
     python tools/make_toy_data.py --out datasets/toy --only cls --num-classes 9
+    python tools/make_toy_data.py --out datasets/world --world textured --num-images 4000 --only images cls
 
 Layout: OUT/coco (COCO-format instances), OUT/ade (mmseg's ADE20K layout), OUT/images (unlabeled),
 OUT/cls (labelled classes in ImageNet's train/<class>/ val/<class>/ layout, plus subset.txt in the
 official 1% list format; --num-train / --num-val images split evenly over the classes).
+
+--world textured: the harder world of pretrain/toy_world.py (8 classes of shape x texture, overlapping
+colour families, cluttered backgrounds, occlusion, scale and lighting changes), the same four sets: the
+unlabeled pool holds --num-images images (OUT/images/world/*.png); OUT/cls has --num-train /
+--num-val images per class and the balanced labelled subsets OUT/cls/subset<n>.txt of --subsets.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-
+from pretrain import toy_world
 from pretrain.toy_data import NUM_TOY_CLASSES, write_classification_set
 from transfer.toy_datasets import write_ade_toy, write_coco_toy, write_image_folder
 
+SETS = ("coco", "ade", "images", "cls")
 
-def main(argv: list[str] | None = None) -> None:
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="datasets/toy", help="output folder")
-    parser.add_argument("--only", choices=["coco", "ade", "images", "cls"], help="write only this set")
+    parser.add_argument("--only", nargs="+", choices=SETS, default=SETS, help="write only these sets")
+    parser.add_argument("--world", choices=["shapes", "textured"], default="shapes",
+                        help="shapes: the 3-shape toy world; textured: pretrain/toy_world.py")
     parser.add_argument("--num-train", type=int, default=64)
     parser.add_argument("--num-val", type=int, default=16)
+    parser.add_argument("--num-images", type=int, default=None, help="unlabeled images (default: --num-train)")
     parser.add_argument("--num-classes", type=int, default=3, choices=range(1, NUM_TOY_CLASSES + 1),
-                        metavar=f"1..{NUM_TOY_CLASSES}", help="classes of the cls set (shape x colour pairs)")
+                        metavar=f"1..{NUM_TOY_CLASSES}", help="classes of the shapes world's cls set")
+    parser.add_argument("--subsets", type=int, nargs="+", default=[32, 64],
+                        help="textured world: labelled subset sizes (multiples of its 8 classes)")
     parser.add_argument("--size", type=int, default=None,
-                        help="image side (default: 192 coco, 128 ade, 96 images, 64 cls)")
+                        help="image side (default: 192 coco, 128 ade, 96 images (textured: 64), 64 cls)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    size = {} if args.size is None else {"size": args.size}
-    if args.only in (None, "coco"):
+    return parser.parse_args(argv)
+
+
+def write_textured(args: argparse.Namespace, out: Path, size: dict) -> None:
+    """The sets of the textured world (pretrain/toy_world.py)."""
+    scenes = {"scenes": toy_world.render_scene, "seed": args.seed, **size}
+    if "coco" in args.only:
+        path = write_coco_toy(out / "coco", args.num_train, args.num_val, categories=toy_world.CLASS_NAMES, **scenes)
+        print(f"COCO-format set: {path}")
+    if "ade" in args.only:
+        print(f"ADE-format set: {write_ade_toy(out / 'ade', args.num_train, args.num_val, **scenes)}")
+    if "images" in args.only:
+        count = args.num_images or args.num_train
+        path = toy_world.write_pool(out / "images", count, seed=args.seed, **({"size": 64} | size))
+        print(f"unlabeled images: {path}")
+    if "cls" in args.only:
+        path = toy_world.write_world_classification(out / "cls", args.num_train, args.num_val, seed=args.seed,
+                                                    subsets=tuple(args.subsets), **({"size": 64} | size))
+        print(f"labelled classes: {path}")
+
+
+def write_shapes(args: argparse.Namespace, out: Path, size: dict) -> None:
+    """The sets of the shapes world (pretrain/toy_data.py)."""
+    if "coco" in args.only:
         path = write_coco_toy(out / "coco", args.num_train, args.num_val, seed=args.seed, **size)
         print(f"COCO-format toy set: {path}")
-    if args.only in (None, "ade"):
-        path = write_ade_toy(out / "ade", args.num_train, args.num_val, seed=args.seed, **size)
-        print(f"ADE-format toy set: {path}")
-    if args.only in (None, "images"):
-        path = write_image_folder(out / "images", args.num_train, seed=args.seed, **size)
-        print(f"unlabeled toy images: {path}")
-    if args.only in (None, "cls"):
+    if "ade" in args.only:
+        print(f"ADE-format toy set: {write_ade_toy(out / 'ade', args.num_train, args.num_val, seed=args.seed, **size)}")
+    if "images" in args.only:
+        count = args.num_images or args.num_train
+        print(f"unlabeled toy images: {write_image_folder(out / 'images', count, seed=args.seed, **size)}")
+    if "cls" in args.only:
         per_class = (max(1, args.num_train // args.num_classes), max(1, args.num_val // args.num_classes))
         path = write_classification_set(out / "cls", args.num_classes, *per_class, seed=args.seed,
                                         **({"size": 64} | size))
         print(f"labelled toy classes: {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    size = {} if args.size is None else {"size": args.size}
+    (write_textured if args.world == "textured" else write_shapes)(args, Path(args.out), size)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -11,19 +12,23 @@ from pycocotools import mask as mask_utils
 
 from pretrain.toy_data import CATEGORIES, render_scene
 
+# (rng, size) -> (RGB uint8 [size, size, 3], [(category index, visible mask)]): a world's scene renderer
+SceneFn = Callable[[np.random.Generator, int], tuple[np.ndarray, list[tuple[int, np.ndarray]]]]
+
 
 def write_coco_toy(root: str | Path, num_train: int = 64, num_val: int = 16, size: int = 192,
-                   seed: int = 0) -> Path:
-    """Write ``root/{train,val}/*.png`` and ``root/annotations/instances_{train,val}.json``."""
+                   seed: int = 0, scenes: SceneFn = render_scene, categories: tuple[str, ...] = CATEGORIES) -> Path:
+    """Write ``root/{train,val}/*.png`` and ``root/annotations/instances_{train,val}.json`` of ``scenes``
+    (default: the shapes world; ``pretrain.toy_world.render_scene`` with its CLASS_NAMES: the textured one)."""
     root = Path(root)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORIES)]
+    category_docs = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(categories)]
     for split, count in (("train", num_train), ("val", num_val)):
         (root / split).mkdir(exist_ok=True)
         images, annotations = [], []
         for image_id in range(1, count + 1):
-            pixels, objects = render_scene(rng, size)
+            pixels, objects = scenes(rng, size)
             file_name = f"{image_id:06d}.png"
             Image.fromarray(pixels).save(root / split / file_name)
             images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
@@ -37,23 +42,23 @@ def write_coco_toy(root: str | Path, num_train: int = 64, num_val: int = 16, siz
                     "segmentation": rle,
                 })
         doc = {"info": {"description": "generated toy shapes"}, "images": images,
-               "annotations": annotations, "categories": categories}
+               "annotations": annotations, "categories": category_docs}
         (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
     return root
 
 
 def write_ade_toy(root: str | Path, num_train: int = 64, num_val: int = 16, size: int = 128,
-                  seed: int = 0) -> Path:
+                  seed: int = 0, scenes: SceneFn = render_scene) -> Path:
     """Write mmseg's ADE20K layout: ``images/{training,validation}/*.jpg`` and
     ``annotations/{training,validation}/*.png``. As in ADE20K, label 0 is "other" (ignored with
-    ``reduce_zero_label``); background is 1 and the shapes are 2..len(CATEGORIES)+1."""
+    ``reduce_zero_label``); background is 1 and the categories of ``scenes`` are 2, 3, ... ."""
     root = Path(root)
     rng = np.random.default_rng(seed + 1)
     for split, count in (("training", num_train), ("validation", num_val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "annotations" / split).mkdir(parents=True, exist_ok=True)
         for index in range(count):
-            pixels, objects = render_scene(rng, size)
+            pixels, objects = scenes(rng, size)
             label = ade_label_map(objects, (size, size))
             name = f"toy_{split}_{index:06d}"
             Image.fromarray(pixels).save(root / "images" / split / f"{name}.jpg", quality=95)
