@@ -45,6 +45,7 @@ def test_pretrain_and_backbones_import_without_the_frameworks():
         sys.meta_path.insert(0, Block())
         import torch
         import pretrain, pretrain.models, pretrain.encoders, pretrain.weights, transfer.backbones
+        import transfer.cls.train, transfer.results  # classification and the results table: torch + timm only
         from pretrain.models import build_model
         from transfer.backbones import build_backbone
         build_model("mae_vit_tiny")
