@@ -29,7 +29,7 @@ from pretrain.toy_data import write_classification_set
 from pretrain.train_state import checkpoint_paths
 from tool_module import load_tool
 from transfer.cls.config import ClsConfig
-from transfer.cls.data import eval_loader, mixup_fn, train_transform
+from transfer.cls.data import eval_loader, mixup_fn, train_loader, train_transform
 from transfer.cls.train import evaluate_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,3 +303,19 @@ def test_weights_precedence(tool):
     assert weights(*knn, "weights=mine.pth") == weights(*row, "--weights", "mine.pth") == "mine.pth"
     assert weights(*row, "--from-scratch") == weights(*row, "--eval-only") == ""
     assert weights(*row, "--eval-only", "--weights", "mae_finetuned_vit_base") == "mae_finetuned_vit_base"
+
+
+def test_processes_and_accumulation_see_the_same_images_per_step():
+    """N processes x accum_iter A take, at every optimizer step, the images 1 process x accum_iter N x A
+    takes (DistributedSampler interleaves ranks): the data of a step does not depend on the GPU count."""
+    data = LabelImages(list(range(50)))
+
+    def steps(world: int, accum: int) -> list[set[int]]:
+        cfg = ClsConfig(batch_size=3, accum_iter=accum, num_workers=0, seed=1)
+        per_rank = [[labels.tolist() for _, labels in train_loader(data, cfg, rank, world, epoch=2)]
+                    for rank in range(world)]
+        count = min(len(batches) for batches in per_rank) // accum
+        return [{i for batches in per_rank for b in batches[s * accum:(s + 1) * accum] for i in b} for s in range(count)]
+
+    assert steps(2, 2) == steps(1, 4) == steps(4, 1)
+    assert len(steps(1, 4)) == 4 and all(len(images) == 12 for images in steps(1, 4))
