@@ -30,6 +30,7 @@ from pretrain.train_state import checkpoint_paths
 from tool_module import load_tool
 from transfer.cls.config import ClsConfig
 from transfer.cls.data import eval_loader, mixup_fn, train_loader, train_transform
+from transfer.cls.setup import build_criterion
 from transfer.cls.train import evaluate_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,3 +320,19 @@ def test_processes_and_accumulation_see_the_same_images_per_step():
 
     assert steps(2, 2) == steps(1, 4) == steps(4, 1)
     assert len(steps(1, 4)) == 4 and all(len(images) == 12 for images in steps(1, 4))
+
+
+def test_losses_equal_the_official_formulas():
+    """main_finetune.py's criterion: timm 0.3.2 SoftTargetCrossEntropy under mixup, else
+    LabelSmoothingCrossEntropy(0.1); main_linprobe.py: plain cross-entropy (re-expressed here)."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    soft = torch.softmax(torch.randn(6, 5), -1)
+    logp = F.log_softmax(logits, -1)
+    row = ClsConfig.from_sources(str(CLS_DIR / "mae_vit_base_finetune.py"))
+    torch.testing.assert_close(build_criterion(row)(logits, soft), (-soft * logp).sum(-1).mean())
+    no_mix = row.replace(mixup=0.0, cutmix=0.0)
+    smoothed = 0.9 * -logp.gather(1, labels[:, None]).squeeze(1) + 0.1 * -logp.mean(-1)
+    torch.testing.assert_close(build_criterion(no_mix)(logits, labels), smoothed.mean())
+    probe = ClsConfig.from_sources(str(CLS_DIR / "mae_vit_base_linprobe.py"))
+    torch.testing.assert_close(build_criterion(probe)(logits, labels), F.nll_loss(logp, labels))
