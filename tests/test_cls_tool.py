@@ -336,3 +336,17 @@ def test_losses_equal_the_official_formulas():
     torch.testing.assert_close(build_criterion(no_mix)(logits, labels), smoothed.mean())
     probe = ClsConfig.from_sources(str(CLS_DIR / "mae_vit_base_linprobe.py"))
     torch.testing.assert_close(build_criterion(probe)(logits, labels), F.nll_loss(logp, labels))
+
+
+def test_partial_pretraining_file_is_refused_unless_allowed(tool, toy, tmp_path, one_thread):
+    """A pretraining file that leaves trunk blocks at init (here: its second block removed) is an error that
+    names --allow-partial-weights; with the flag the run goes on from the partially loaded trunk."""
+    state = {k: v for k, v in build_model("mae_vit_tiny").state_dict().items() if not k.startswith("blocks.1.")}
+    partial = tmp_path / "partial.pth"
+    torch.save({"model": state}, partial)
+    argv = ["--backbone", "mae_vit_tiny", "--protocol", "knn", "--data", str(toy), "--weights", str(partial), *CPU]
+    with pytest.raises(SystemExit) as exit_:
+        tool.main([*argv, "--output", str(tmp_path / "refused")])
+    assert "--allow-partial-weights" in str(exit_.value.code)
+    results = tool.main([*argv, "--output", str(tmp_path / "allowed"), "--allow-partial-weights"])
+    assert results["weights"] == str(partial)

@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", default="", help="official checkpoint name, file or URL (default: the row's "
                    "pretraining checkpoint; with --eval-only a trained classifier)")
     p.add_argument("--from-scratch", action="store_true", help="start from random initialisation")
+    p.add_argument("--allow-partial-weights", action="store_true", help="accept a pretraining checkpoint that "
+                   "leaves trunk parameters at init (e.g. a shallower encoder); the log lists them")
     p.add_argument("--eval-only", action="store_true", help="evaluate --weights (or the newest checkpoint of --output)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its newest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="delete the run already in --output and start again")
@@ -84,7 +86,8 @@ def config_file(args: argparse.Namespace) -> str | None:
 def build_config(args: argparse.Namespace) -> ClsConfig:
     """Defaults <- config file <- key=value <- the flags (--backbone, --protocol, --data, --output, weights)."""
     path = config_file(args)
-    flags = {k: v for k, v in (("model", args.backbone), ("protocol", args.protocol), ("data", args.data)) if v}
+    flags = {k: v for k, v in (("model", args.backbone), ("protocol", args.protocol), ("data", args.data),
+                               ("allow_partial_weights", args.allow_partial_weights)) if v}
     cfg = ClsConfig.from_sources(path, args.overrides, **flags)
     if path is None and not any(item.startswith("weights=") for item in args.overrides):
         cfg.weights = ENCODERS[cfg.model].weights or ""  # no paper row (kNN): the encoder's paper checkpoint

@@ -24,6 +24,7 @@ class ClsConfig(TypedConfig):
     protocol: str = "finetune"  # finetune | linprobe | knn | fewshot
     model: str = "mae_vit_tiny"  # an encoder of pretrain/encoders.py
     weights: str = ""  # the checkpoint a run starts from (official name, path or URL); '' : random init
+    allow_partial_weights: bool = False  # accept a pretraining file that leaves trunk parameters at init
     data: str = ""  # ImageNet layout: DATA/train/<class>/*, DATA/val/<class>/*
     subset_list: str = ""  # fewshot: the official 1% list (one '<wnid>_<n>.JPEG' per line)
     input_size: int = 224

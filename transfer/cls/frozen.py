@@ -26,7 +26,8 @@ def frozen_trunk(cfg: ClsConfig, num_classes: int, device: torch.device) -> nn.M
     torch.manual_seed(cfg.seed)
     model = build_classifier(cfg.model, num_classes, cfg.global_pool, 0.0, cfg.input_size)
     if cfg.weights:
-        print(load_classifier_weights(model, resolve_weights(cfg.weights)), flush=True)
+        print(load_classifier_weights(model, resolve_weights(cfg.weights), allow_partial=cfg.allow_partial_weights),
+              flush=True)
     return model.to(device).eval()
 
 

@@ -26,7 +26,8 @@ def build_protocol_model(cfg: ClsConfig, num_classes: int, eval_only: bool) -> n
     drop_path = cfg.drop_path if cfg.protocol == "finetune" else 0.0
     model = build_classifier(cfg.model, num_classes, cfg.global_pool, drop_path, cfg.input_size)
     if cfg.weights and not eval_only:  # the head re-drawn as main_finetune.py (linprobe: to_linear_probe)
-        print(load_classifier_weights(model, resolve_weights(cfg.weights)), flush=True)
+        print(load_classifier_weights(model, resolve_weights(cfg.weights), allow_partial=cfg.allow_partial_weights),
+              flush=True)
     if cfg.protocol == "linprobe":
         to_linear_probe(model)
     if cfg.weights and eval_only:
