@@ -45,9 +45,9 @@ def test_identify_checkpoint():
     assert identify_checkpoint(build_model("sim_vit_tiny").state_dict()) == "sim"
     assert identify_checkpoint(build_model("convmae_tiny").state_dict()) == "convmae"
     assert identify_checkpoint(build_model("mae_vit_tiny").encoder_state_dict()) == "vit-encoder"
-    with pytest.raises(CheckpointMismatchError, match="fine-tuned detectron2 detector"):
+    with pytest.raises(CheckpointMismatchError, match=r"roi_heads\.box_predictor\.w"):  # the key that tells
         identify_checkpoint({"backbone.net.net.pos_embed": torch.zeros(1), "roi_heads.box_predictor.w": torch.zeros(1)})
-    with pytest.raises(CheckpointMismatchError, match="unrecognised checkpoint"):
+    with pytest.raises(CheckpointMismatchError, match=r"fc\.weight"):
         identify_checkpoint({"fc.weight": torch.zeros(1)})
 
 
@@ -110,19 +110,19 @@ def test_detectron2_refuses_other_architecture_and_unknown_files(tmp_path):
     from transfer.det.convert import convert_for_detectron2
 
     convmae = _official(tmp_path, "convmae_tiny")
-    with pytest.raises(CheckpointMismatchError, match="convmae checkpoint"):
+    with pytest.raises(CheckpointMismatchError, match="convmae"):
         convert_for_detectron2(convmae, tmp_path / "x.pth", DET_VIT)
     mae = _official(tmp_path, "mae_vit_tiny")
-    with pytest.raises(CheckpointMismatchError, match="shape mismatches"):  # 96-d MAE into a 64-d trunk
+    with pytest.raises(CheckpointMismatchError, match=r"patch_embed\.proj\.weight"):  # 96-d MAE into a 64-d trunk
         convert_for_detectron2(mae, tmp_path / "x.pth", DET_VIT, SIM_DIMS)
     text = tmp_path / "notes.txt"
     text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="could not be read .not a pickle or a torch file"):
+    with pytest.raises(CheckpointError, match="notes.txt"):
         convert_for_detectron2(str(text), tmp_path / "x.pth", DET_VIT)
     training = tmp_path / "checkpoint-00000010.pth"  # what tools/train_mim.py writes (pretrain.engine.train)
     torch.save({"model": build_model("mae_vit_tiny").state_dict(), "optimizer": {}, "config": {},
                 "rng": [{"numpy": np.random.get_state()}]}, training)
-    with pytest.raises(CheckpointError, match="training checkpoint.*tools/train_mim.py --export"):
+    with pytest.raises(CheckpointError, match="--export"):
         convert_for_detectron2(str(training), tmp_path / "x.pth", DET_VIT)
 
 
@@ -140,8 +140,8 @@ def test_convert_checkpoint_cli(tmp_path):
     torch.save({"roi_heads.x": torch.zeros(1), "backbone.net.net.pos_embed": torch.zeros(1)}, bad)
     cmd[2] = str(bad)
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    assert run.returncode == 1 and "found a detectron2 detector checkpoint" in run.stderr
-    assert "pass it to tools/train_det.py --weights" in run.stderr and "Traceback" not in run.stderr
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "--weights" in run.stderr  # a detector is not converted: it goes to train_det as it is
 
 
 # ---- mmseg --------------------------------------------------------------------------------------

@@ -29,13 +29,13 @@ def test_list_images_tree_and_list_file(tmp_path):
 
 
 def test_missing_or_empty_data_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither a folder of images nor a list file"):
+    with pytest.raises(FileNotFoundError, match="nope"):
         list_images(str(tmp_path / "nope"))
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    with pytest.raises(ValueError, match="no images found"):
+    with pytest.raises(ValueError, match="empty"):
         list_images(str(tmp_path / "empty"))
     (tmp_path / "empty.txt").write_text("\n")
-    with pytest.raises(ValueError, match="names no images"):
+    with pytest.raises(ValueError, match=r"empty\.txt"):
         list_images(str(tmp_path / "empty.txt"))
 
 

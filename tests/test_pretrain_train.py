@@ -80,7 +80,7 @@ def test_config_files_and_overrides():
     cfg = load_config(config_path("sim_tiny_toy.py"), ["epochs=3", "model_kwargs.neg_weight=0.5", "dtype=bfloat16"])
     assert cfg.model == "sim_vit_tiny" and cfg.img_size == 64  # from the _base_ file
     assert cfg.epochs == 3 and cfg.model_kwargs == {"neg_weight": 0.5} and cfg.dtype == "bfloat16"
-    with pytest.raises(KeyError, match="unknown config keys"):
+    with pytest.raises(KeyError, match="epoch"):
         load_config(config_path("mae_tiny_toy.py"), ["epoch=3"])
     from pretrain.models import list_models
 

@@ -192,7 +192,7 @@ def test_forward_num_masked_and_mask_layout():
         a, _ = model(x1, x2, rel, 0.99, False, mask=mask)
         b, _ = model(x1, x2, rel, 0.99, False, mask=mask.flatten(1), num_masked=6)
     assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="block-wise mask"):
+    with pytest.raises(ValueError, match="mask"):
         model(x1, x2, rel, 0.99, False)
 
 
