@@ -5,8 +5,9 @@ The official pipeline runs torchvision's ``ColorJitter`` / ``RandomGrayscale`` o
 ``ImageFilter.GaussianBlur`` and ``ImageOps.solarize``. These functions compute the same 8-bit results
 on an image held as float32 [3, H, W] with whole values 0..255: each operation ends on whole numbers,
 rounded as Pillow rounds (truncation after a blend, round-half-up in the blur), so a chain of them
-equals the chain of Pillow operations (tests/test_sim_color.py: exact, or within one grey level on a
-few pixels where float rounding differs). Each may work in place: use the returned tensor.
+equals the chain of Pillow operations pixel for pixel (tests/test_sim_color.py). Each may work in
+place: use the returned tensor. Float32 planes in channel-first memory: on channels-last memory the
+operations run several times slower.
 """
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def adjust_hue_(x: torch.Tensor, factor: float) -> torch.Tensor:
     p = t.p.index_select(0, sat.add_(vi))
     vup = torch.stack([vi, u.int(), p.int()]).view(-1)  # [3 * H*W]: V, then Q or T, then P of every pixel
     rows = hue.int() + _CHANNEL_ROWS  # [3, H*W]: row c of the [3, 256] table, column H
-    pick = t.order.view(-1).index_select(0, rows.view(-1)).view(3, -1).mul_(vi.numel()).add_(_pixel_index(vi.numel()))
+    pick = t.order.view(-1).index_select(0, rows.view(-1)).view(3, -1)  # 0, 1, 2: V, Q or T, P
+    pick = pick.mul_(vi.numel()).add_(_pixel_index(vi.numel()))  # its place in ``vup``
     return vup.index_select(0, pick.view(-1)).view(x.shape).float()
 
 

@@ -270,7 +270,7 @@ class SiameseIMViT(GradCheckpointing, nn.Module):
         Returns (loss, {'loss_sim': detached loss}).
         """
         if mask is None:
-            raise ValueError("SIM needs the block-wise mask of view 1 (see pretrain.models.sim.masking.block_wise_mask)")
+            raise ValueError("SIM needs the block-wise mask of view 1 (pretrain.models.sim.masking.block_wise_mask)")
         mask = mask.reshape(mask.shape[0], -1)
         if num_masked is None:
             num_masked = int(mask[0].sum())

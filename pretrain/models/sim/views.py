@@ -167,7 +167,8 @@ class SIMTransform:
         flips = [bool(torch.rand(1) < 0.5) for _ in range(2)]
         flipped = [TF.hflip(img) if f else img for f in flips]
         boxes = [T.RandomResizedCrop.get_params(im, self.crop.scale, self.crop.ratio) for im in flipped]
-        views = [TF.resized_crop(im, *b, [self.crop.size] * 2, T.InterpolationMode.BICUBIC) for im, b in zip(flipped, boxes)]
+        size, bicubic = [self.crop.size] * 2, T.InterpolationMode.BICUBIC
+        views = [TF.resized_crop(im, *b, size, bicubic) for im, b in zip(flipped, boxes)]
         x1, x2 = self.to_tensor(self.color1(views[0])), self.to_tensor(self.color2(views[1]))
         box1, box2 = (torch.tensor([i / img.height, (img.width - j - w if f else j) / img.width, h / img.height,
                                     w / img.width]) for (i, j, h, w), f in zip(boxes, flips))
