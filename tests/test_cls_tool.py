@@ -196,7 +196,7 @@ def test_refusals(tool, toy, tmp_path):
     with pytest.raises(SystemExit) as exit_:  # no such data folder
         tool.main([*base, "--data", str(tmp_path / "missing")])
     assert exit_.value.code != 0 and isinstance(exit_.value.code, str)
-    for bad in (["no_such_key=1"], ["batch_size"]):  # unknown key, not key=value: usage errors
+    for bad in (["no_such_key=1"], ["batch_size"], ["--config", str(tmp_path / "none.py")]):  # usage errors
         with pytest.raises(SystemExit) as exit_:
             tool.main([*base, "--data", str(toy), *bad])
         assert exit_.value.code == 2

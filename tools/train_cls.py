@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
         cfg = build_config(args)
-    except (KeyError, ValueError) as exc:  # unknown key, not key=value, unknown row
-        args.parser.error(str(exc.args[0]))
+    except (KeyError, ValueError, FileNotFoundError) as exc:  # unknown key, not key=value, no such --config
+        args.parser.error(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
     try:
         return run(cfg, eval_only=args.eval_only, resume=args.resume, overwrite=args.overwrite)
     except INPUT_ERRORS as exc:
