@@ -24,6 +24,7 @@ CONSTRAINTS="$ROOT/constraints.txt"  # the exact, tested versions of everything 
 pinned() { sed -n "s/^$1==//p" "$CONSTRAINTS"; }
 MMCV_VERSION=$(pinned mmcv)
 SAL_D2_VERSION=0.7.2
+D2_COMMIT=a59f05630a8f205756064244bf5beb8661f96180  # upstream commit of sal-detectron2 0.7.2
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -65,9 +66,15 @@ VPY="$ENV_DIR/bin/python"
 pip_install() { "$VPY" -m pip install --disable-pip-version-check --no-input -c "$CONSTRAINTS" "$@"; }
 # mmcv's setup.py and detectron2's model_zoo import pkg_resources, removed in setuptools 70. torch's
 # metadata asks for setuptools >= 77 (only to build C++ extensions), so pip reports a conflict.
+# pip's resolver then prints an "ERROR:" paragraph about exactly that conflict: it is filtered out here (any
+# other message, and pip's exit status, still come through).
 install_old_setuptools() {
-    log "installing setuptools<70 (pip reports a conflict with torch's metadata: expected, harmless)"
-    pip_install -q "setuptools<70"
+    log "installing setuptools<70 (torch's metadata asks for >= 77 only to build C++ extensions: expected)"
+    local err
+    err=$(mktemp)
+    pip_install -q "setuptools<70" 2>"$err" || { cat "$err" >&2; rm -f "$err"; return 1; }
+    grep -v -e "dependency resolver does not currently take into account" -e "requires setuptools" "$err" >&2 || true
+    rm -f "$err"
 }
 
 log "step 1/4: torch, torchvision, build tools"
@@ -106,8 +113,10 @@ install_old_setuptools  # the resolver above upgraded it for torch
 log "step 4/4: detectron2"
 D2_SOURCE=""
 if timeout 90 git ls-remote --exit-code https://github.com/facebookresearch/detectron2.git HEAD >/dev/null 2>&1; then
-    if pip_install -q --no-build-isolation --no-deps "git+https://github.com/facebookresearch/detectron2.git"; then
-        D2_SOURCE="GitHub (facebookresearch/detectron2, compiled)"
+    # pinned: the commit the registry's sal-detectron2==0.7.2 was built from (our code overrides some of
+    # its private methods; the suite passed against that code)
+    if pip_install -q --no-build-isolation --no-deps "git+https://github.com/facebookresearch/detectron2.git@$D2_COMMIT"; then
+        D2_SOURCE="GitHub (facebookresearch/detectron2 @ $D2_COMMIT, 2024-04-17; compiled)"
     fi
 fi
 if [[ -z "$D2_SOURCE" ]]; then
