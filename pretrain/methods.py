@@ -8,7 +8,8 @@
 - ``features(model, imgs) -> [N, D]``: the encoder's image embedding for the kNN monitor, what the
   official linear probe reads (with the probe's freshly initialised norms, whose affine is identity):
   MAE: the class token of the unmasked encoder output after its final norm (models_vit global_pool=False);
-  SIM: the class token of the unmasked online encoder (SIM has no final norm), layer-normalised;
+  SIM: the mean of the patch tokens of the unmasked online encoder, layer-normalised (its linear probe,
+  configs/linprobe/dist_linprobe_sim_base.sh, passes --global_pool: models_vit mean + fresh fc_norm);
   ConvMAE: the average of the stage-3 tokens, layer-normalised (ConvMAE's fine-tuning model: global
   pool + fc_norm; it has no class token);
 - ``sync_bn``: convert BatchNorm to SyncBatchNorm under DDP (SIM's projector/predictor, as official).
@@ -133,13 +134,14 @@ class SIMMethod(Method):
         return {"mm": mm}
 
     def features(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
-        """imgs [N, 3, H, W] -> layer-normalised class token of the online encoder on all patches [N, D]."""
+        """imgs [N, 3, H, W] -> layer-normalised mean patch token of the online encoder on all patches [N, D]."""
         grid = (imgs.shape[-2] // model.patch_size, imgs.shape[-1] // model.patch_size)
         pos = pos_embed_for_grid(model.pos_embed, grid, model.grid_size)  # [1, 1 + L, D]
         x = model.patch_embed(imgs) + pos[:, 1:]  # [N, L, D]
         cls = (model.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
         x = model.run_blocks(model.blocks, torch.cat([cls, x], dim=1))  # [N, 1 + L, D]
-        return F.layer_norm(x[:, 0], x.shape[-1:], eps=1e-6)
+        pooled = x[:, 1:].mean(1)  # [N, D], class token left out as official
+        return F.layer_norm(pooled, pooled.shape[-1:], eps=1e-6)
 
 
 METHODS: dict[str, type[Method]] = {"mae": MAEMethod, "convmae": ConvMAEMethod, "sim": SIMMethod}
