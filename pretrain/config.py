@@ -217,6 +217,10 @@ class PretrainConfig(TypedConfig):
             self.family
         except KeyError as e:
             found.append(str(e.args[0]))
+        missing = [d for d in ("train", "val") if self.knn_data and not os.path.isdir(os.path.join(self.knn_data, d))]
+        if missing:
+            found.append(f"knn_data={self.knn_data!r} has no {' or '.join(missing)}/ folder: expected a labelled set "
+                         "DIR/train/<class>/*, DIR/val/<class>/* (tools/make_toy_data.py --only cls writes one)")
         if self.resume and self.overwrite:
             found.append("resume and overwrite are both set: resume continues the run in output_dir, overwrite "
                          "deletes it; set one")

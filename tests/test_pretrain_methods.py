@@ -49,10 +49,10 @@ def test_knn_features_are_one_vector_per_image_from_every_patch(name):
 
 def test_config_is_typed_and_lists_every_bad_value():
     cfg = load_config(config_path("mae_tiny_toy.py"), ["compile='yes'", "crop_scale=(0.5,)", "knn_every_epochs=0",
-                                                      "model=mae_vit_tiny_patch16"])
+                                                      "model=mae_vit_tiny_patch16", "knn_data=/no/such/dir"])
     with pytest.raises(ConfigError) as err:
         cfg.validate()
-    for key in ("compile=", "crop_scale=", "knn_every_epochs=", "mae_vit_tiny_patch16"):
+    for key in ("compile=", "crop_scale=", "knn_every_epochs=", "mae_vit_tiny_patch16", "knn_data="):
         assert key in str(err.value)
     assert load_config(config_path("mae_tiny_toy.py"), ["crop_scale=[0.4,1.0]"]).validate().crop_scale == [0.4, 1.0]
     with pytest.raises(KeyError):

@@ -8,7 +8,9 @@
 Every knob is a config variable (see pretrain/config.py PretrainConfig); ``key=value`` overrides any of them
 (``model_kwargs.norm_pix_loss=True`` one model argument). The run writes checkpoints, config.json,
 TensorBoard scalars (tb/), reconstruction grids (vis/) and, at the end, the encoder in the official
-``{'model': state_dict}`` format (encoder.pth) to the output folder.
+``{'model': state_dict}`` format (encoder.pth) to the output folder. ``knn_data=DIR`` (a labelled folder:
+train/<class>/*, val/<class>/*) adds kNN top-1/top-5 of the encoder every ``knn_every_epochs`` epochs to
+log.jsonl and TensorBoard.
 
 An output folder holds one run: a folder with another run in it is refused unless you continue that
 run (--resume: its latest checkpoint; --resume-from CKPT: a given one) or pass --overwrite (deletes it
