@@ -27,7 +27,6 @@ HEAVY_TESTS = {
     "test_cls_tool.py": {"test_two_processes_gloo"},
     "test_convert.py": {"test_convert_checkpoint_cli"},
     "test_det.py": {"test_missing_dataset_is_a_clear_error"},
-    "test_framework_warnings.py": {"test_importing_the_transfer_runs_raises_no_framework_warning"},
     "test_install.py": {"test_no_tool_shadows_a_package_and_tools_run_as_scripts"},
     "test_pretrain_train.py": {"test_export_then_load_round_trip"},
     "test_rank_agreement.py": {"test_two_processes_agree_or_the_check_raises"},

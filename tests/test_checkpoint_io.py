@@ -181,6 +181,7 @@ def _assert_refused(run: subprocess.CompletedProcess, marker: Path, message: str
     assert run.returncode != 0, run.stdout[-2000:]
     assert re.search(message, run.stderr, re.S), run.stderr[-3000:]
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "Warning:" not in run.stderr, run.stderr[-3000:]  # no framework warning (transfer/framework_warnings.py)
 
 
 def _tool(name: str) -> str:

@@ -151,6 +151,7 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "instances_train2017.json" in proc.stderr
+    assert "Warning:" not in proc.stderr, proc.stderr[-3000:]  # none of detectron2's (transfer/framework_warnings.py)
 
 
 # ---- tools/train_det.py: initial weights, overrides, dataset checks --------------------------------
