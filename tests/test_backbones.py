@@ -58,14 +58,11 @@ def test_convmae_outputs(hw, shift):
 
 
 def test_base_configs_on_meta():
-    """Released base configurations at 1024 px: shapes, window/global pattern, table sizes."""
+    """Released base configurations at 1024 px: window/global pattern, table sizes (their output shapes:
+    test_encoder_contract.py)."""
     with torch.device("meta"):
         vit = build_backbone("mae_vit_base")
         conv = build_backbone("convmae_base")
-        assert shapes(vit(torch.empty(1, 3, 1024, 1024))) == {"last_feat": (1, 768, 64, 64)}
-        assert shapes(conv(torch.empty(1, 3, 1024, 1024))) == {
-            "s0": (1, 256, 256, 256), "s1": (1, 384, 128, 128), "s2": (1, 768, 64, 64), "s3": (1, 768, 32, 32)
-        }
     assert vit.window_sizes == [14, 14, 0] * 4
     for blk in vit.blocks:  # windowed: 2*14-1; global: 2*64-1; head_dim 64
         n = 27 if blk.window_size else 127
