@@ -78,7 +78,7 @@ def test_cli(tmp_path):
     assert "53.5 / 53.2 (+0.3)" in run.stdout or "53.6 / 53.2 (+0.3)" in run.stdout
     assert (tmp_path / "t.csv").read_text().count("\n") == 3
     run = subprocess.run(cmd[:2] + [os.path.join(DATA, "empty_run")], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 1 and "no evaluation found" in run.stderr
+    assert run.returncode == 1 and "empty_run" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_run_info_names_the_row(tmp_path):
