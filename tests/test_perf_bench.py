@@ -1,6 +1,6 @@
 """The benchmarks' CPU-side logic: scripts/gpu_bench.sh skips cleanly without a GPU and runs every
-row of ``tools/benchmark.py gpu`` at tiny sizes with --tiny; the attention benchmark runs both cases in
-fresh processes and prints the ratios."""
+row of ``tools/benchmark.py gpu`` at tiny sizes with --tiny; the ratios benchmark prints the attention
+blocks' ratios against detectron2 and says when the official ConvMAE checkout is missing."""
 from __future__ import annotations
 
 import os
@@ -38,11 +38,16 @@ def test_gpu_bench_tiny_runs_every_row_and_the_ratios():
     assert "official ConvViTDet: no source file" in text
 
 
-def test_attention_benchmark_reports_time_and_memory_ratios():
+def test_ratios_benchmark_reports_time_and_memory_ratios():
+    """Both attention blocks against detectron2 as ratios; without an official ConvMAE checkout its rows
+    are left out, saying so."""
     pytest.importorskip("detectron2", reason="the baseline is detectron2's Block (complete environment)")
-    out = run([sys.executable, "tools/benchmark.py", "attention", "--img-size", "128"])
+    out = run([sys.executable, "tools/benchmark.py", "ratios", "--official-convmae-dir", "/nonexistent",
+               "--attention-img-size", "128", "--windows", "0", "4", "--rounds", "1", "--warmup", "0"])
     assert out.returncode == 0, out.stderr[-3000:]
-    assert re.search(r"ours / detectron2: time [\d.]+x, peak memory [\d.]+x", out.stdout), out.stdout
+    assert "no Alpha-VL/ConvMAE checkout at '/nonexistent'" in out.stdout
+    for kind in ("global", "4x4 windows"):
+        assert re.search(rf"block, {kind}, .* time ours / detectron2 [\d.]+x .* peak memory [\d.]+x", out.stdout), out.stdout
 
 
 def test_data_benchmark_compares_both_pipelines(tmp_path):

@@ -98,13 +98,14 @@ def patch_tokens(imgs: torch.Tensor, ids_keep: torch.Tensor, patch: int) -> torc
     return x.view(n, -1, c)
 
 
-def per_patch(module: nn.Module, x: torch.Tensor, side: int) -> torch.Tensor:
-    """Apply a map -> map module inside each kept patch: x [N, K*side*side, C] tokens as ``KeptLayout``
-    orders them -> [N, K*side'*side', C'] (side' = the module's output side)."""
-    n, c = x.shape[0], x.shape[-1]
-    maps = x.reshape(-1, side, side, c).permute(0, 3, 1, 2)  # [N*K, C, side, side]
-    out = module(maps)  # [N*K, C', side', side']
-    return out.permute(0, 2, 3, 1).reshape(n, -1, out.shape[1])
+def patch_linear(conv: nn.Conv2d, x: torch.Tensor, side: int) -> torch.Tensor:
+    """A non-overlapping conv (kernel = stride = p) inside each kept patch, as the Linear it is: x [N,
+    K*side*side, C] tokens as ``KeptLayout`` orders them -> [N, K*m*m, C_out], m = side / p, same order."""
+    n, c, p = x.shape[0], x.shape[-1], conv.stride[0]
+    m = side // p
+    cells = x.reshape(-1, m, p, m, p, c).permute(0, 1, 3, 5, 2, 4)  # [N*K, m, m, C, p, p]: the weight's order
+    out = F.linear(cells.reshape(-1, c * p * p), conv.weight.flatten(1), conv.bias)
+    return out.view(n, -1, out.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +114,8 @@ def per_patch(module: nn.Module, x: torch.Tensor, side: int) -> torch.Tensor:
 class ConvPatchEmbed(nn.Module):
     """Strided non-overlapping conv + LayerNorm + GELU (official ``PatchEmbed``), no size assert.
 
-    x [N, C_in, H, W] -> [N, C_out, H/p, W/p].
+    ``forward(x)``: x [N, C_in, H, W] -> [N, C_out, H/p, W/p]; ``forward_kept(x, side)``: the same
+    inside each kept patch, tokens [N, K*side*side, C_in] -> [N, K*(side/p)^2, C_out] (``patch_linear``).
     """
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
@@ -125,6 +127,9 @@ class ConvPatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(layer_norm_2d(self.norm, self.proj(x)))
+
+    def forward_kept(self, x: torch.Tensor, side: int) -> torch.Tensor:
+        return self.act(self.norm(patch_linear(self.proj, x, side)))
 
 
 class MaskedConvBlock(nn.Module):
