@@ -4,6 +4,7 @@ help Mask R-CNN and UperNet fine-tuning, compared with random initialisation and
     python tools/mini_repro.py                       # full toy run (see docs/REPRODUCE.md for timings)
     python tools/mini_repro.py --quick               # a few steps of everything: the pipeline check for CI
     python tools/mini_repro.py --output DIR --no-seg # detection only
+    python tools/mini_repro.py --claim --output DIR  # classification claim: kNN / linear probe, 3 seeds
 
 Steps, each by running the project's own command-line tool (printed before it runs, so any row can
 be redone by hand):
@@ -16,6 +17,9 @@ be redone by hand):
    at the pretrained depth of 2 blocks) in the same way;
 5. tools/results_table.py's reader: the table (also OUT/table.md, OUT/table.csv).
 Finished steps (encoder.pth, results.json, a logged mIoU) are reused; --fresh redoes everything.
+
+--claim runs the classification part of the claim instead, on the textured world (pretrain/toy_world.py)
+with 3 seeds: transfer/claim/pipeline.py says what it runs.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer.claim.pipeline import add_arguments, run_claim
 from transfer.results import collect_run, format_csv, format_markdown, read_det_metrics, read_seg_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--only", nargs="+", choices=[i.name for i in INITS], help="run these initialisations only")
     p.add_argument("--seed", type=int, default=0, help="fine-tuning seed, the same for every initialisation")
     p.add_argument("--fresh", action="store_true", help="redo finished steps")
+    add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -188,6 +194,8 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     out = Path(args.output).resolve()
     data = out / "data"
+    if args.claim:
+        return run_claim(args, run_tool, out)
     inits = [i for i in INITS if not args.only or i.name in args.only]
     t_start = time.time()
     make_data(args, data, out)
