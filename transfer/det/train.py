@@ -5,6 +5,7 @@ the arguments; ``args`` below is its parsed ``argparse.Namespace``).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ class InitWeights:
     loud: bool = False
 
 
-def load_config(args) -> tuple[str, object]:
+def load_config(args: argparse.Namespace) -> tuple[str, object]:
     """The config file and its LazyConfig with the command line's overrides, checked before use."""
     config_file = args.config or config_for_backbone(args.backbone)
     cfg = LazyConfig.load(config_file)
@@ -51,12 +52,12 @@ def load_config(args) -> tuple[str, object]:
     return config_file, cfg
 
 
-def output_dir(args, config_file: str) -> str:
+def output_dir(args: argparse.Namespace, config_file: str) -> str:
     """--output, else output/det/<config name>."""
     return args.output or os.path.join("output", "det", Path(config_file).stem)
 
 
-def choose_init_weights(args, config_file: str, cfg) -> InitWeights:
+def choose_init_weights(args: argparse.Namespace, config_file: str, cfg) -> InitWeights:
     """--weights, else the checkpoint the config names (``train.init_checkpoint``), resolved to a local
     file (official names are downloaded once); --from-scratch or a config that names none: random init."""
     row, named, output = Path(config_file).name, cfg.train.get("init_checkpoint", ""), output_dir(args, config_file)
@@ -81,17 +82,17 @@ def choose_init_weights(args, config_file: str, cfg) -> InitWeights:
     return InitWeights(path, f"INITIAL WEIGHTS: {what}, {origin}, read from {path}", loud=True)
 
 
-def device_of(args) -> str:
+def device_of(args: argparse.Namespace) -> str:
     """cuda when GPUs are asked for and present; --num-gpus N on a machine without CUDA: CPU processes."""
     return "cuda" if args.num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-def claim_output(args, config_file: str) -> None:
+def claim_output(args: argparse.Namespace, config_file: str) -> None:
     """One run per output dir, held until this process ends (pretrain/run_dir.py)."""
     claim_run_dir(output_dir(args, config_file), resume=args.resume or args.eval_only, overwrite=args.overwrite)
 
 
-def _point_at_dataset(cfg, args, output: str) -> None:
+def _point_at_dataset(cfg, args: argparse.Namespace, output: str) -> None:
     """Register --dataset, check its files and set the loaders, evaluator and class count to it."""
     splits = resolve_dataset(args.dataset, toy_root=os.path.join("datasets", "toy", "coco"))
     if not args.eval_only:
@@ -106,7 +107,7 @@ def _point_at_dataset(cfg, args, output: str) -> None:
     cfg.model.roi_heads.num_classes = num_classes(splits.train)
 
 
-def setup(args):
+def setup(args: argparse.Namespace):
     """This process's config of the run: output claimed (once), weights chosen, dataset checked,
     detectron2's ``default_setup`` done; the log says which weights and how many processes."""
     config_file, cfg = load_config(args)
@@ -129,7 +130,7 @@ def setup(args):
     return cfg
 
 
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     """Set up, then train (with the final evaluation) or evaluate; the main process writes results.json."""
     cfg = setup(args)
     results = do_eval_only(cfg) if args.eval_only else do_train(cfg, resume=args.resume)
@@ -141,7 +142,7 @@ def run(args) -> dict:
     return results
 
 
-def main(args) -> dict:
+def main(args: argparse.Namespace) -> dict:
     """One process's run. With several processes, a process that meets a USER_ERRORS error prints it
     and exits with REPORTED_BY_WORKER, which the launching process passes on without a traceback."""
     try:
@@ -154,7 +155,7 @@ def main(args) -> dict:
         os._exit(REPORTED_BY_WORKER)  # not SystemExit: the other processes wait in collectives
 
 
-def launch_run(args) -> None:
+def launch_run(args: argparse.Namespace) -> None:
     """Check the config and the batch split, choose the weights (one download, not one per GPU) and claim
     --output in the launching process, then start ``main`` in ``--num-gpus`` processes per machine."""
     config_file, cfg = load_config(args)  # bad overrides fail here, before any worker starts
