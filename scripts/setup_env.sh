@@ -66,15 +66,9 @@ VPY="$ENV_DIR/bin/python"
 pip_install() { "$VPY" -m pip install --disable-pip-version-check --no-input -c "$CONSTRAINTS" "$@"; }
 # mmcv's setup.py and detectron2's model_zoo import pkg_resources, removed in setuptools 70. torch's
 # metadata asks for setuptools >= 77 (only to build C++ extensions), so pip reports a conflict.
-# pip's resolver then prints an "ERROR:" paragraph about exactly that conflict: it is filtered out here (any
-# other message, and pip's exit status, still come through).
 install_old_setuptools() {
     log "installing setuptools<70 (torch's metadata asks for >= 77 only to build C++ extensions: expected)"
-    local err
-    err=$(mktemp)
-    pip_install -q "setuptools<70" 2>"$err" || { cat "$err" >&2; rm -f "$err"; return 1; }
-    grep -v -e "dependency resolver does not currently take into account" -e "requires setuptools" "$err" >&2 || true
-    rm -f "$err"
+    pip_install -q --no-warn-conflicts "setuptools<70"  # pip would print that known conflict as an ERROR
 }
 
 log "step 1/4: torch, torchvision, build tools"
