@@ -63,3 +63,24 @@ def test_data_benchmark_compares_both_pipelines(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     for label in ("MAE", "SIM"):
         assert re.search(rf"^{label} .* [\d.]+ +[\d.]+ +[\d.]+x$", out.stdout, re.M), out.stdout
+
+
+def test_model_info_counts_the_kept_positions_only():
+    """tools/model_info.py counts with FlopCounterMode by module: ConvMAE's encoder at mask ratio 0.75
+    costs well under half of its cost at ratio 0 (stages 1-2 run at kept positions only), and the
+    module shares never exceed the total."""
+    import torch
+
+    from pretrain.models import build_model
+    from tool_module import load_tool
+
+    model_info = load_tool("model_info")
+    torch.manual_seed(0)
+    model = build_model("convmae_tiny").eval()
+    encoder = model_info.encoder_modules(model)
+    macs = {ratio: model_info.forward_macs(model, model_info.example_call(model, "convmae", 64, ratio))
+            for ratio in (0.75, 0.0)}
+    enc = {ratio: sum(m[name] for name in encoder) for ratio, m in macs.items()}
+    assert 0 < enc[0.75] < 0.5 * enc[0.0]
+    for m in macs.values():
+        assert sum(v for k, v in m.items() if k != "total") <= m["total"] * (1 + 1e-9)

@@ -98,38 +98,48 @@ def patch_tokens(imgs: torch.Tensor, ids_keep: torch.Tensor, patch: int) -> torc
     return x.view(n, -1, c)
 
 
-def patch_linear(conv: nn.Conv2d, x: torch.Tensor, side: int) -> torch.Tensor:
-    """A non-overlapping conv (kernel = stride = p) inside each kept patch, as the Linear it is: x [N,
-    K*side*side, C] tokens as ``KeptLayout`` orders them -> [N, K*m*m, C_out], m = side / p, same order."""
-    n, c, p = x.shape[0], x.shape[-1], conv.stride[0]
-    m = side // p
-    cells = x.reshape(-1, m, p, m, p, c).permute(0, 1, 3, 5, 2, 4)  # [N*K, m, m, C, p, p]: the weight's order
-    out = F.linear(cells.reshape(-1, c * p * p), conv.weight.flatten(1), conv.bias)
-    return out.view(n, -1, out.shape[-1])
-
-
 # ---------------------------------------------------------------------------------------------
 # Layers
 # ---------------------------------------------------------------------------------------------
+class PatchConv(nn.Conv2d):
+    """A non-overlapping conv (kernel = stride = p) that also runs inside kept patches.
+
+    ``forward(x)``: x [N, C, H, W] -> [N, C_out, H/p, W/p]. ``forward(x, side)``: x [N, K*side*side, C]
+    tokens as ``KeptLayout`` orders them -> [N, K*m*m, C_out] in the same order, m = side / p, computed
+    as the Linear the conv is on each p x p cell.
+    """
+
+    def __init__(self, in_chans: int, out_chans: int, patch: int):
+        super().__init__(in_chans, out_chans, kernel_size=patch, stride=patch)
+
+    def forward(self, x: torch.Tensor, side: int | None = None) -> torch.Tensor:
+        if side is None:
+            return super().forward(x)
+        n, c, p = x.shape[0], x.shape[-1], self.stride[0]
+        m = side // p
+        cells = x.reshape(-1, m, p, m, p, c).permute(0, 1, 3, 5, 2, 4)  # [N*K, m, m, C, p, p]: the weight's order
+        out = F.linear(cells.reshape(-1, c * p * p), self.weight.flatten(1), self.bias)
+        return out.view(n, -1, out.shape[-1])
+
+
 class ConvPatchEmbed(nn.Module):
     """Strided non-overlapping conv + LayerNorm + GELU (official ``PatchEmbed``), no size assert.
 
-    ``forward(x)``: x [N, C_in, H, W] -> [N, C_out, H/p, W/p]; ``forward_kept(x, side)``: the same
-    inside each kept patch, tokens [N, K*side*side, C_in] -> [N, K*(side/p)^2, C_out] (``patch_linear``).
+    ``forward(x)``: x [N, C_in, H, W] -> [N, C_out, H/p, W/p]; ``forward(x, side)``: the same inside
+    each kept patch, tokens [N, K*side*side, C_in] -> [N, K*(side/p)^2, C_out] (``PatchConv``).
     """
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = PatchConv(in_chans, embed_dim, patch_size)
         self.norm = nn.LayerNorm(embed_dim)  # official: nn.LayerNorm default eps (1e-5)
         self.act = nn.GELU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(layer_norm_2d(self.norm, self.proj(x)))
-
-    def forward_kept(self, x: torch.Tensor, side: int) -> torch.Tensor:
-        return self.act(self.norm(patch_linear(self.proj, x, side)))
+    def forward(self, x: torch.Tensor, side: int | None = None) -> torch.Tensor:
+        if side is None:
+            return self.act(layer_norm_2d(self.norm, self.proj(x)))
+        return self.act(self.norm(self.proj(x, side)))
 
 
 class MaskedConvBlock(nn.Module):

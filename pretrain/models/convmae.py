@@ -44,7 +44,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import Block
 
 from .checkpoint import DECODER_PREFIXES
-from .conv_stages import ConvStages, KeptLayout, patch_linear, patch_tokens
+from .conv_stages import ConvStages, KeptLayout, PatchConv, patch_tokens
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
 from .reconstruction import patchify, reconstruction_loss, unpatchify
 from .registry import register_model
@@ -89,8 +89,8 @@ class MaskedAutoencoderConvViT(GradCheckpointing, ConvStages, nn.Module):
         c1, c2, c3 = self.embed_dims
         # stage-1/2 features projected to the stage-3 grid (kernel = stride = remaining downsampling)
         s1, s2 = self.stage_sides
-        self.stage1_output_decode = nn.Conv2d(c1, c3, s1, stride=s1)
-        self.stage2_output_decode = nn.Conv2d(c2, c3, s2, stride=s2)
+        self.stage1_output_decode = PatchConv(c1, c3, s1)
+        self.stage2_output_decode = PatchConv(c2, c3, s2)
         self.pos_embed = fixed_pos_embed(c3, self.grid_size, cls_token=False)  # [1, L, C3], fixed sin-cos
         self.blocks3 = nn.ModuleList(
             Block(c3, num_heads, mlp_ratios[2], qkv_bias=True, drop_path=d, norm_layer=norm_layer) for d in dpr3
@@ -175,19 +175,19 @@ class MaskedAutoencoderConvViT(GradCheckpointing, ConvStages, nn.Module):
         kept1, kept2 = KeptLayout.of(ids_keep, grid, side1), KeptLayout.of(ids_keep, grid, side2)
 
         x = patch_tokens(imgs, ids_keep, self.patch_size)  # [N, K*16*16, 3] pixels of the kept patches
-        x = self.patch_embed1.forward_kept(x, self.patch_size)  # [N, K*4*4, C1]
+        x = self.patch_embed1(x, self.patch_size)  # [N, K*4*4, C1]
         for blk in self.blocks1:
             x = self.run_block(blk, x, kept1)
         stage1 = x
-        stage1_embed = patch_linear(self.stage1_output_decode, x, side1)  # [N, K, C3]
+        stage1_embed = self.stage1_output_decode(x, side1)  # [N, K, C3]
 
-        x = self.patch_embed2.forward_kept(x, side1)  # [N, K*2*2, C2]
+        x = self.patch_embed2(x, side1)  # [N, K*2*2, C2]
         for blk in self.blocks2:
             x = self.run_block(blk, x, kept2)
         stage2 = x
-        stage2_embed = patch_linear(self.stage2_output_decode, x, side2)  # [N, K, C3]
+        stage2_embed = self.stage2_output_decode(x, side2)  # [N, K, C3]
 
-        x = self.patch_embed3.forward_kept(x, side2)  # [N, K, C3]
+        x = self.patch_embed3(x, side2)  # [N, K, C3]
         pos = pos_embed_for_grid(self.pos_embed, grid, self.grid_size, cls_token=False)  # [1, L, C3]
         x = self.patch_embed4(x) + gather_tokens(pos.expand(n, -1, -1), ids_keep)
         for blk in self.blocks3:
