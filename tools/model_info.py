@@ -5,8 +5,9 @@
 One forward of one image, counted by torch's ``FlopCounterMode`` (the FLOP counter tools/benchmark.py
 uses too), reported as multiply-adds (1 multiply-add = 1 flop, the papers' convention): matmuls,
 convolutions and attention (``scaled_dot_product_attention``); normalisations and other elementwise
-ops are not counted (fvcore, used before, counted them: MAE-B 9.80 there, 9.42 here). "encoder" is the share of the modules holding ``encoder_state_dict()`` keys in
-that same forward, i.e. the encoder on the visible tokens. MAE/ConvMAE: mask ratio ``--mask-ratio``
+ops are not counted (fvcore, used before, counted them: MAE-B 9.80 there, 9.42 here). "encoder" is
+the share of the modules holding ``encoder_state_dict()`` keys in that same forward, i.e. the encoder
+on the visible tokens (ConvMAE's stages 1-2 run at the kept positions only). MAE/ConvMAE: mask ratio ``--mask-ratio``
 with fixed noise. SIM: block-wise mask of round(0.6 L) patches (118 of 196 at 224/16, the official
 recipe), identical crops; the full forward includes the momentum encoder on the whole view 2.
 """

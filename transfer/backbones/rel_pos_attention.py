@@ -14,6 +14,8 @@ Both are exact up to rounding (tests/test_attention.py compares them with detect
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from .rel_pos import decomposed_rel_pos_terms, folded_rel_pos_attention
@@ -117,17 +119,7 @@ def chunked_rel_pos_attention(
     return _BlockwiseRelPosAttention.apply(q, k, v, rel_h, rel_w, attn_mask, tuple(k_size))
 
 
-def rel_pos_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-    attn_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The decomposed rel-pos attention with the kernel for q's device: blockwise explicit softmax on
-    CPU, the folded SDPA call elsewhere. Shapes as ``chunked_rel_pos_attention``."""
-    kernel = chunked_rel_pos_attention if q.device.type == "cpu" else folded_rel_pos_attention
-    return kernel(q, k, v, rel_pos_h, rel_pos_w, q_size, k_size, attn_mask)
+def rel_pos_kernel(device: torch.device) -> Callable[..., torch.Tensor]:
+    """The decomposed rel-pos attention for ``device``: the blockwise explicit softmax on the CPU, the
+    folded SDPA call elsewhere; both take (q, k, v, rel_pos_h, rel_pos_w, q_size, k_size, attn_mask)."""
+    return chunked_rel_pos_attention if device.type == "cpu" else folded_rel_pos_attention
