@@ -101,19 +101,8 @@ def _convert_pos_embed(backbone: nn.Module, ckpt: torch.Tensor, own: torch.Tenso
     return resize_pos_embed(ckpt, tuple(own_grid), old_grid, old_prefix, own_prefix)
 
 
-def convert_state_dict(
-    backbone: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint",
-    strict: bool = True,
-) -> tuple[dict[str, torch.Tensor], LoadReport]:
-    """Map a pretraining state dict onto ``backbone.state_dict()`` names and shapes.
-
-    Returns (state dict holding only backbone keys, report). Raises CheckpointMismatchError for
-    another architecture, a shape that cannot be resized, or (``strict``) missing encoder keys."""
-    state_dict, names = to_official(state_dict)  # timm / Hugging Face files (before any prefix is stripped)
-    report = LoadReport(source if names is None else f"{source} ({names.fmt} converted)")
-    sd, report.dropped = strip_prefixes(state_dict)
-    report.dropped += names.dropped if names is not None else []
-    own = backbone.state_dict()
+def _check_arch(backbone: nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> None:
+    """CheckpointMismatchError unless ``sd`` holds encoder keys of the backbone's architecture."""
     want, found = getattr(backbone, "arch", None), checkpoint_arch(sd)
     if found is None:
         raise CheckpointMismatchError(
@@ -128,6 +117,36 @@ def convert_state_dict(
             f"({'convmae_*' if found == 'convmae' else 'vit_*'}) or pass the right file"
         )
 
+
+def _resize_to(backbone: nn.Module, key: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``value`` resized to ``target``'s shape where the key has a resize rule (position embeddings,
+    relative position tables); unchanged otherwise (the caller reports the mismatch)."""
+    if key == "pos_embed":
+        return _convert_pos_embed(backbone, value, target)
+    if key.endswith(("rel_pos_h", "rel_pos_w")) and value.shape[1:] == target.shape[1:]:
+        return resize_rel_pos(value, target.shape[0])
+    if key.endswith("relative_position_bias_table") and value.shape[1:] == target.shape[1:]:
+        old_grid, _ = infer_grid(value.shape[0])  # (2g-1)^2 rows for a square g x g grid
+        new_grid, _ = infer_grid(target.shape[0])
+        return resize_rel_pos_bias_table(value, ((old_grid[0] + 1) // 2,) * 2, ((new_grid[0] + 1) // 2,) * 2)
+    return value
+
+
+def convert_state_dict(
+    backbone: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint",
+    strict: bool = True,
+) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """Map a pretraining state dict onto ``backbone.state_dict()`` names and shapes.
+
+    Returns (state dict holding only backbone keys, report). Raises CheckpointMismatchError for
+    another architecture, a shape that cannot be resized, or (``strict``) missing encoder keys."""
+    state_dict, names = to_official(state_dict)  # timm / Hugging Face files (before any prefix is stripped)
+    report = LoadReport(source if names is None else f"{source} ({names.fmt} converted)")
+    sd, report.dropped = strip_prefixes(state_dict)
+    report.dropped += names.dropped if names is not None else []
+    own = backbone.state_dict()
+    _check_arch(backbone, sd, source)
+
     out, shape_errors = {}, []
     for key, value in sd.items():
         if key not in own or DERIVED_KEYS.search(key):
@@ -135,17 +154,7 @@ def convert_state_dict(
             continue
         target = own[key]
         if value.shape != target.shape:
-            old = tuple(value.shape)
-            if key == "pos_embed":
-                value = _convert_pos_embed(backbone, value, target)
-            elif key.endswith(("rel_pos_h", "rel_pos_w")) and value.shape[1:] == target.shape[1:]:
-                value = resize_rel_pos(value, target.shape[0])
-            elif key.endswith("relative_position_bias_table") and value.shape[1:] == target.shape[1:]:
-                old_grid, _ = infer_grid(value.shape[0])  # (2g-1)^2 rows for a square g x g grid
-                new_grid, _ = infer_grid(target.shape[0])
-                value = resize_rel_pos_bias_table(
-                    value, ((old_grid[0] + 1) // 2,) * 2, ((new_grid[0] + 1) // 2,) * 2
-                )
+            old, value = tuple(value.shape), _resize_to(backbone, key, value, target)
             if value.shape != target.shape:
                 shape_errors.append(f"{key}: checkpoint {old} vs backbone {tuple(target.shape)}")
                 continue
