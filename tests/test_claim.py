@@ -32,6 +32,8 @@ def test_table_lists_every_seed_and_the_verdict():
     table = markdown_table(results, [("mae", "random_mae")])
     assert "10.0, 12.0" in table and "30.0, 31.5" in table
     assert "**yes**" in table.splitlines()[-1]
+    one_seed = {name: {0: seeds[0]} for name, seeds in results.items()}
+    assert "yes" not in markdown_table(one_seed, [("mae", "random_mae")])  # no spread, no verdict
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)

@@ -48,7 +48,8 @@ def beats(pretrained: Stat, random: Stat) -> tuple[float, float, bool]:
 
 def markdown_table(results: Results, pairs: list[tuple[str, str]]) -> str:
     """One row per initialisation (mean ± std (every seed)) and, under each pretrained row, the
-    difference to its random-init row with the 2-std verdict. ``pairs``: (pretrained, random) names."""
+    difference to its random-init row with the 2-std verdict (none with one seed). ``pairs``:
+    (pretrained, random) names."""
     metrics = metrics_of(results)
     lines = ["| init | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for pre, rand in pairs:
@@ -57,7 +58,8 @@ def markdown_table(results: Results, pairs: list[tuple[str, str]]) -> str:
         cells = []
         for m in metrics:
             diff, bar, ok = beats(stat(results, pre, m), stat(results, rand, m))
-            cells.append(f"{diff:+.1f} vs 2σ {bar:.1f}: {'**yes**' if ok else 'no'}")
+            verdict = ("**yes**" if ok else "no") if len(results[pre]) > 1 and len(results[rand]) > 1 else "- (1 seed)"
+            cells.append(f"{diff:+.1f} vs 2σ {bar:.1f}: {verdict}")
         lines.append(f"| {pre} − {rand} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
