@@ -86,17 +86,21 @@ def plot_seeds(results: Results, path: Path) -> Path:
 
 
 def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path:
-    """The kNN monitor over pretraining: top-1 (%) against iteration, one line per run."""
+    """The kNN monitor over pretraining (the method's own features): top-1 (%) against iteration, one
+    line per run ('<method> s<seed>'), one colour per method."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    colours = {}
     for label, points in sorted(curves.items()):
+        method = label.split()[0]
+        colour = colours.setdefault(method, f"C{len(colours)}")
         if points:
-            ax.plot(*zip(*points), marker=".", label=label)
+            ax.plot(*zip(*points), marker=".", color=colour, alpha=0.8, label=label)
     ax.set_xlabel("pretraining iteration")
-    ax.set_ylabel("kNN top-1 (%), all labels")
+    ax.set_ylabel("kNN monitor top-1 (%), all labels")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
