@@ -1,7 +1,7 @@
-"""Every ```python block of README.md runs as printed.
+"""Every ```python block of README.md and docs/*.md runs as printed.
 
-Convention (README.md keeps to it): each ```python block is self-contained (its own imports) and cheap
-as printed (paper sizes on the meta device, or tiny sizes), so a user can paste it into a fresh
+Convention (README.md and docs/ keep to it): each ```python block is self-contained (its own imports) and
+cheap as printed (paper sizes on the meta device, or tiny sizes), so a user can paste it into a fresh
 interpreter. This test executes each block verbatim, in a fresh namespace and an empty working
 directory; its first line, a comment, names it.
 """
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
@@ -21,23 +22,23 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
     return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in _BLOCK.finditer(text)]
 
 
-BLOCKS = python_blocks(README.read_text())
+BLOCKS = [(page, line, source) for page in PAGES for line, source in python_blocks(page.read_text())]
 
 
-def _name(line: int, source: str) -> str:
+def _name(page: Path, line: int, source: str) -> str:
     first = source.splitlines()[0] if source.strip() else ""
-    return f"README.md:{line} {first.lstrip('# ')[:60]}"
+    return f"{page.relative_to(ROOT)}:{line} {first.lstrip('# ')[:60]}"
 
 
-def test_readme_shows_each_framework_entry_point_in_a_runnable_block():
+def test_docs_show_each_framework_entry_point_in_a_runnable_block():
     """The documented ways to use our backbones in detectron2 and mmseg are all in executed blocks."""
-    shown = "\n".join(source for _, source in BLOCKS)
+    shown = "\n".join(source for _, _, source in BLOCKS)
     for entry_point in ("L(MIMBackbone)", "add_mim_backbone_config", 'type="MIMViT"'):
-        assert entry_point in shown, f"README.md has no ```python block using {entry_point}"
+        assert entry_point in shown, f"no ```python block of README.md or docs/ uses {entry_point}"
 
 
-@pytest.mark.parametrize("line, source", BLOCKS, ids=[_name(*b) for b in BLOCKS])
-def test_readme_python_block_runs_verbatim(line: int, source: str, tmp_path, monkeypatch):
+@pytest.mark.parametrize("page, line, source", BLOCKS, ids=[_name(*b) for b in BLOCKS])
+def test_python_block_runs_verbatim(page: Path, line: int, source: str, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code = compile("\n" * (line - 1) + source, str(README), "exec")  # tracebacks give README's line numbers
+    code = compile("\n" * (line - 1) + source, str(page), "exec")  # tracebacks give the page's line numbers
     exec(code, {"__name__": "__readme__"})
