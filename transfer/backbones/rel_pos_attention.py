@@ -67,7 +67,8 @@ class _BlockwiseRelPosAttention(torch.autograd.Function):
                 break
             out[..., a:b, :] = torch.matmul(s, v).div_(total)
             lse[..., a:b] = (top + total.log()).squeeze(-1)
-        ctx.save_for_backward(q, k, v, rel_h, rel_w, mask, out, lse, probs)
+        kept = (None, None) if keep else (out, lse)  # kept probabilities need neither
+        ctx.save_for_backward(q, k, v, rel_h, rel_w, mask, *kept, probs)
         ctx.k_size, ctx.rows = k_size, rows
         return out
 
@@ -75,7 +76,7 @@ class _BlockwiseRelPosAttention(torch.autograd.Function):
     def backward(ctx, d_out):
         q, k, v, rel_h, rel_w, mask, out, lse, probs = ctx.saved_tensors
         scale = q.shape[-1] ** -0.5
-        delta = (d_out * out).sum(-1)  # [B, H, Lq]: sum_j P_ij dP_ij
+        delta = None if out is None else (d_out * out).sum(-1, keepdim=True)  # [B, H, Lq, 1]: sum_j P_ij dP_ij
         dq, drel_h, drel_w = torch.empty_like(q), torch.empty_like(rel_h), torch.empty_like(rel_w)
         dk, dv = torch.zeros_like(k), torch.zeros_like(v)
         mask_grad = mask is not None and ctx.needs_input_grad[5]
@@ -89,7 +90,9 @@ class _BlockwiseRelPosAttention(torch.autograd.Function):
                 p = _logits(q[..., a:b, :], k, rel_h[..., a:b, :], rel_w[..., a:b, :], m, ctx.k_size)
                 p = p.sub_(lse[..., a:b, None]).exp_()
             dv += torch.matmul(p.transpose(-1, -2), d_out[..., a:b, :])
-            ds = torch.matmul(d_out[..., a:b, :], v.transpose(-1, -2)).sub_(delta[..., a:b, None]).mul_(p)
+            dp = torch.matmul(d_out[..., a:b, :], v.transpose(-1, -2))  # [B, H, rows, Lk]
+            row_dot = torch.einsum("...ij,...ij->...i", dp, p)[..., None] if delta is None else delta[..., a:b, :]
+            ds = dp.sub_(row_dot).mul_(p)
             dq[..., a:b, :] = torch.matmul(ds, k).mul_(scale)
             dk += torch.matmul(ds.transpose(-1, -2), q[..., a:b, :] * scale)
             ds_grid = ds.view(*ds.shape[:-1], *ctx.k_size)
