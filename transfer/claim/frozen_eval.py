@@ -44,10 +44,10 @@ def build_encoder(cfg: PretrainConfig, run_dir: str | os.PathLike | None) -> tup
 
 
 def pooled_features(model: nn.Module, method: Method, images: torch.Tensor) -> torch.Tensor:
-    """images [N, 3, H, W] -> layer-normalised mean of the encoder's last-block patch tokens [N, D]: read
-    off ``model.blocks[-1]`` while ``method.features`` runs the encoder on every patch (ViTs: the class
-    token dropped). ConvMAE's ``features`` is that pooling already (its stage-3 blocks)."""
-    if method.cfg.family == "convmae":
+    """images [N, 3, H, W] -> layer-normalised mean of the encoder's last-block patch tokens [N, D].
+    SIM's and ConvMAE's ``features`` are that pooling already (ConvMAE: its stage-3 blocks); MAE's
+    returns the class token, so its patch tokens are read off ``model.blocks[-1]`` while it runs."""
+    if method.cfg.family != "mae":
         return method.features(model, images)
     captured = []
     handle = model.blocks[-1].register_forward_hook(lambda module, args, out: captured.append(out))
