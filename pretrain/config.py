@@ -114,6 +114,28 @@ class TypedConfig:
         return dataclasses.replace(self, **changes)
 
 
+# Rules of the keys every training run has (pretraining and classification alike): one place for them.
+TRAINING_RUN_RULES: dict[str, Rule] = {
+    "epochs": (int_from(1), "an integer >= 1"),
+    "batch_size": (int_from(1), "an integer >= 1 (images per process and micro-batch)"),
+    "accum_iter": (int_from(1), "an integer >= 1"),
+    "warmup_epochs": (number(0), "a number >= 0"),
+    "num_workers": (int_from(0), "an integer >= 0"),
+    "threads": (int_from(0), "an integer >= 0 (0: torch's default)"),
+    "seed": (int_from(0), "an integer >= 0"),
+    "lr": (optional(number(0, low_open=True)), "a number > 0, or None to use blr * effective batch / 256"),
+    "blr": (number(0, low_open=True), "a number > 0"),
+    "min_lr": (number(0), "a number >= 0"),
+    "weight_decay": (number(0), "a number >= 0"),
+    "clip_grad": (optional(number(0, low_open=True)), "a number > 0, or None for no clipping"),
+    "device": (one_of("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
+    "dtype": (one_of("auto", "float32", "bfloat16", "float16"), "'auto', 'float32', 'bfloat16' or 'float16'"),
+    "log_interval": (int_from(1), "an integer >= 1 (iterations)"),
+    "keep_last": (int_from(0), "an integer >= 0 (0: keep every checkpoint)"),
+    "max_iters": (int_from(0), "an integer >= 0 (0: run all epochs)"),
+}
+
+
 @dataclass
 class PretrainConfig(TypedConfig):
     """Every knob of the pretraining loop (``pretrain.engine.train``)."""
@@ -172,19 +194,8 @@ class PretrainConfig(TypedConfig):
 
     KIND: ClassVar[str] = "pretraining config"
     RULES: ClassVar[dict[str, Rule]] = {
-        "epochs": (int_from(1), "an integer >= 1"),
-        "batch_size": (int_from(1), "an integer >= 1 (images per process and micro-batch)"),
-        "accum_iter": (int_from(1), "an integer >= 1"),
-        "warmup_epochs": (number(0), "a number >= 0"),
+        **TRAINING_RUN_RULES,
         "img_size": (int_from(1), "an integer >= 1 (pixels)"),
-        "num_workers": (int_from(0), "an integer >= 0"),
-        "threads": (int_from(0), "an integer >= 0 (0: torch's default)"),
-        "seed": (int_from(0), "an integer >= 0"),
-        "lr": (optional(number(0, low_open=True)), "a number > 0, or None to use blr * effective batch / 256"),
-        "blr": (number(0, low_open=True), "a number > 0"),
-        "min_lr": (number(0), "a number >= 0"),
-        "weight_decay": (number(0), "a number >= 0"),
-        "clip_grad": (optional(number(0, low_open=True)), "a number > 0, or None for no clipping"),
         "mask_ratio": (number(0, 1, low_open=True, high_open=True), "a number in (0, 1)"),
         "hflip": (number(0, 1), "a probability in [0, 1]"),
         "crop_min": (number(0, 1, low_open=True), "a number in (0, 1]"),
@@ -192,15 +203,10 @@ class PretrainConfig(TypedConfig):
         "min_mask_patches": (int_from(1), "an integer >= 1"),
         "mm": (number(0, 1), "a number in [0, 1]"),
         "mm_schedule": (one_of("cosine", "const"), "'cosine' or 'const'"),
-        "device": (one_of("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
-        "dtype": (one_of("auto", "float32", "bfloat16", "float16"), "'auto', 'float32', 'bfloat16' or 'float16'"),
-        "log_interval": (int_from(1), "an integer >= 1 (iterations)"),
         "save_interval": (int_from(0), "an integer >= 0 (0: only at epoch ends)"),
         "save_every_epochs": (int_from(1), "an integer >= 1"),
-        "keep_last": (int_from(0), "an integer >= 0 (0: keep every checkpoint)"),
         "vis_every_epochs": (int_from(0), "an integer >= 0 (0: never)"),
         "vis_num": (int_from(0), "an integer >= 0"),
-        "max_iters": (int_from(0), "an integer >= 0 (0: run all epochs)"),
         "resume": (lambda v: isinstance(v, (bool, str)), "True, False or a checkpoint path"),
         "output_dir": (lambda v: isinstance(v, str) and v != "", "a folder path (load_config sets output/<config name>)"),
         "knn_every_epochs": (int_from(1), "an integer >= 1 (epochs between kNN evaluations)"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pretrain.config import TypedConfig
+from pretrain.config import TRAINING_RUN_RULES, TypedConfig
 from pretrain.encoders import encoder
 from pretrain.value_rules import Rule, int_from, number, one_of, optional
 
@@ -74,19 +74,11 @@ class ClsConfig(TypedConfig):
 
     KIND: ClassVar[str] = "classification config"
     RULES: ClassVar[dict[str, Rule]] = {
+        **TRAINING_RUN_RULES,
         "protocol": (one_of(*PROTOCOLS), " | ".join(PROTOCOLS)),
         "input_size": (int_from(1), "an integer >= 1 (pixels)"),
         "drop_path": (number(0, 1, high_open=True), "a number in [0, 1)"),
-        "epochs": (int_from(1), "an integer >= 1"),
-        "warmup_epochs": (number(0), "a number >= 0"),
-        "batch_size": (int_from(1), "an integer >= 1 (images per process and micro-batch)"),
-        "accum_iter": (int_from(1), "an integer >= 1"),
-        "blr": (number(0, low_open=True), "a number > 0"),
-        "lr": (optional(number(0, low_open=True)), "a number > 0, or None to use blr * effective batch / 256"),
-        "min_lr": (number(0), "a number >= 0"),
-        "weight_decay": (number(0), "a number >= 0"),
         "layer_decay": (number(0, 1, low_open=True), "a number in (0, 1]"),
-        "clip_grad": (optional(number(0, low_open=True)), "a number > 0, or None for no clipping"),
         "color_jitter": (optional(number(0)), "a number >= 0, or None"),
         "smoothing": (number(0, 1, high_open=True), "a number in [0, 1)"),
         "reprob": (number(0, 1), "a probability in [0, 1]"),
@@ -100,15 +92,7 @@ class ClsConfig(TypedConfig):
         "knn_k": (int_from(1), "an integer >= 1"),
         "knn_temperature": (number(0, low_open=True), "a number > 0"),
         "lambd": (number(0), "a number >= 0"),
-        "device": (one_of("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
-        "dtype": (one_of("auto", "float32", "bfloat16", "float16"), "'auto', 'float32', 'bfloat16' or 'float16'"),
-        "num_workers": (int_from(0), "an integer >= 0"),
-        "threads": (int_from(0), "an integer >= 0 (0: torch's default)"),
-        "seed": (int_from(0), "an integer >= 0"),
-        "log_interval": (int_from(1), "an integer >= 1 (iterations)"),
-        "keep_last": (int_from(0), "an integer >= 0 (0: keep every checkpoint)"),
         "eval_every_epochs": (int_from(1), "an integer >= 1"),
-        "max_iters": (int_from(0), "an integer >= 0 (0: run all epochs)"),
         "output_dir": (lambda v: isinstance(v, str) and v != "", "a folder path"),
     }
 
