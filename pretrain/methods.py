@@ -5,13 +5,16 @@
 - ``before_step(model, epoch)``: work before each optimizer step (SIM's EMA momentum update) -> the
   values to log (``{'mm': ...}``);
 - ``visualize(model, samples, path)``: MAE paper Figure 2 for MAE / ConvMAE; SIM has no pixels to show;
-- ``features(model, imgs) -> [N, D]``: the encoder's image embedding for the kNN monitor, what the
-  official linear probe reads (with the probe's freshly initialised norms, whose affine is identity):
-  MAE: the class token of the unmasked encoder output after its final norm (models_vit global_pool=False);
-  SIM: the mean of the patch tokens of the unmasked online encoder, layer-normalised (its linear probe,
-  configs/linprobe/dist_linprobe_sim_base.sh, passes --global_pool: models_vit mean + fresh fc_norm);
-  ConvMAE: the average of the stage-3 tokens, layer-normalised (ConvMAE's fine-tuning model: global
-  pool + fc_norm; it has no class token);
+- ``features(model, imgs, pool=None) -> [N, D]``: the encoder's image embedding from its last-block
+  tokens on every patch (nothing masked), pooled as ``pool`` says: ``"mean"`` the layer-normalised mean of
+  the patch tokens (class token left out), ``"cls"`` the class token after the final norm. ``None`` is the
+  method's own pooling (``pools[0]``), what its official linear probe reads (with the probe's freshly
+  initialised norms, whose affine is identity) and what the kNN monitor uses:
+  MAE: ``"cls"`` (models_vit global_pool=False); ``"mean"`` is its fine-tuning's global pool;
+  SIM: ``"mean"`` (its linear probe, configs/linprobe/dist_linprobe_sim_base.sh, passes --global_pool:
+  models_vit mean + fresh fc_norm);
+  ConvMAE: ``"mean"`` over the stage-3 tokens (ConvMAE's fine-tuning model: global pool + fc_norm; it
+  has no class token);
 - ``sync_bn``: convert BatchNorm to SyncBatchNorm under DDP (SIM's projector/predictor, as official).
 
 ``build_method(cfg)`` picks the object from the encoder table's ``family`` (pretrain/encoders.py).
@@ -38,11 +41,23 @@ def _in_order(n: int, length: int, device: torch.device) -> torch.Tensor:
     return torch.arange(length, dtype=torch.float32, device=device).expand(n, length)
 
 
+def _vit_tokens(model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
+    """imgs [N, 3, H, W] -> the last block's output on every patch, class token first [N, 1 + L, D]
+    (a ViT encoder: MAE's, SIM's online one; no mask, no final norm)."""
+    grid = (imgs.shape[-2] // model.patch_size, imgs.shape[-1] // model.patch_size)
+    pos = pos_embed_for_grid(model.pos_embed, grid, model.grid_size)  # [1, 1 + L, D]
+    x = model.patch_embed(imgs) + pos[:, 1:]  # [N, L, D]
+    cls = (model.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+    return model.run_blocks(model.blocks, torch.cat([cls, x], dim=1))
+
+
 class Method(ABC):
     """The interface the loop calls (see the module docstring); defaults: nothing before a step, nothing
     to draw, no SyncBN."""
 
     sync_bn = False
+    pools: tuple[str, ...] = ("mean",)  # the poolings ``features`` offers, its default first
+    prefix_tokens = 1  # tokens before the patch tokens in ``last_block_tokens`` (the class token)
 
     def __init__(self, cfg: PretrainConfig):
         self.cfg = cfg
@@ -54,7 +69,20 @@ class Method(ABC):
     def loss(self, model: nn.Module, batch: dict, device: torch.device) -> torch.Tensor: ...
 
     @abstractmethod
-    def features(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor: ...
+    def last_block_tokens(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
+        """imgs [N, 3, H, W] -> the encoder's last-block output on every patch [N, prefix + L, D]."""
+
+    def features(self, model: nn.Module, imgs: torch.Tensor, pool: str | None = None) -> torch.Tensor:
+        """imgs [N, 3, H, W] -> image embedding [N, D], pooled as ``pool`` (module docstring)."""
+        pool = pool or self.pools[0]
+        if pool not in self.pools:
+            raise ValueError(f"{type(self).__name__}.features pools {self.pools}, got pool={pool!r}: "
+                             f"pass one of those")
+        tokens = self.last_block_tokens(model, imgs)
+        if pool == "cls":
+            return model.norm(tokens)[:, 0]
+        pooled = tokens[:, self.prefix_tokens:].mean(1)  # [N, D]
+        return F.layer_norm(pooled, pooled.shape[-1:], eps=1e-6)
 
     def before_step(self, model: nn.Module, epoch: float) -> dict[str, float]:
         return {}
@@ -88,23 +116,24 @@ class MAEMethod(Method):
         noise = torch.stack([s["noise"] for s in samples]).to(device)
         save_reconstruction_grid(model, imgs, noise, self.cfg.mask_ratio, path)
 
-    def features(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
-        """imgs [N, 3, H, W] -> class token of the unmasked, normed encoder output [N, D]."""
-        grid = (imgs.shape[-2] // model.patch_size, imgs.shape[-1] // model.patch_size)
-        latent, _, _ = model.forward_encoder(imgs, 0.0, _in_order(imgs.shape[0], grid[0] * grid[1], imgs.device))
-        return latent[:, 0]
+    pools = ("cls", "mean")
+
+    def last_block_tokens(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
+        return _vit_tokens(model, imgs)
 
 
 class ConvMAEMethod(MAEMethod):
     """ConvMAE (Alpha-VL/ConvMAE): MAE's data, loss and pictures; masks on the stage-3 grid."""
 
-    def features(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
-        """imgs [N, 3, H, W] -> layer-normalised mean of the stage-3 block outputs [N, C3]."""
+    pools = ("mean",)  # no class token
+    prefix_tokens = 0
+
+    def last_block_tokens(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
+        """imgs [N, 3, H, W] -> the stage-3 block outputs [N, L, C3]."""
         grid = model.token_grid(imgs)
         noise = _in_order(imgs.shape[0], grid[0] * grid[1], imgs.device)
         *_, stages = model.forward_encoder(imgs, 0.0, noise, return_features=True)
-        pooled = stages["stage3"].mean(1)  # [N, C3]
-        return F.layer_norm(pooled, pooled.shape[-1:], eps=1e-6)
+        return stages["stage3"]
 
 
 class SIMMethod(Method):
@@ -133,15 +162,9 @@ class SIMMethod(Method):
         model.update_momentum(mm)
         return {"mm": mm}
 
-    def features(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
-        """imgs [N, 3, H, W] -> layer-normalised mean patch token of the online encoder on all patches [N, D]."""
-        grid = (imgs.shape[-2] // model.patch_size, imgs.shape[-1] // model.patch_size)
-        pos = pos_embed_for_grid(model.pos_embed, grid, model.grid_size)  # [1, 1 + L, D]
-        x = model.patch_embed(imgs) + pos[:, 1:]  # [N, L, D]
-        cls = (model.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
-        x = model.run_blocks(model.blocks, torch.cat([cls, x], dim=1))  # [N, 1 + L, D]
-        pooled = x[:, 1:].mean(1)  # [N, D], class token left out as official
-        return F.layer_norm(pooled, pooled.shape[-1:], eps=1e-6)
+    def last_block_tokens(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
+        """imgs [N, 3, H, W] -> the online encoder's last block on every patch [N, 1 + L, D]."""
+        return _vit_tokens(model, imgs)
 
 
 METHODS: dict[str, type[Method]] = {"mae": MAEMethod, "convmae": ConvMAEMethod, "sim": SIMMethod}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pretrain.config import load_config
-from transfer.claim.frozen_eval import build_encoder, pooled_features
+from transfer.claim.frozen_eval import POOL, build_encoder
 from transfer.claim.pipeline import METHODS, pretrain_overrides
 from transfer.claim.report import Stat, beats, markdown_table
 
@@ -44,7 +44,7 @@ def test_pooled_features_of_the_pretraining_init(method, tmp_path):
     again = build_encoder(cfg, None)[0]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     with torch.no_grad():
-        feats = pooled_features(model, meth, torch.randn(2, 3, 64, 64))
+        feats = meth.features(model, torch.randn(2, 3, 64, 64), POOL)
     assert feats.shape == (2, 96 if method.name != "convmae" else 64)
     torch.testing.assert_close(feats.mean(1), torch.zeros(2), atol=1e-4, rtol=0)  # layer-normalised
     assert not torch.allclose(feats[0], feats[1])

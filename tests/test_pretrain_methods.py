@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from pretrain_toy import config_path
 
 from pretrain.config import ConfigError, PretrainConfig, load_config
@@ -45,6 +46,44 @@ def test_knn_features_are_one_vector_per_image_from_every_patch(name):
     torch.testing.assert_close(alone, feats[1:2], rtol=1e-4, atol=1e-5)  # no mixing across the batch
     assert (changed - feats).abs().amax(1).min() > 1e-4  # the last patch is seen: nothing is masked
     assert model.training is False
+
+
+def _last_block_reference(name: str, model, imgs: torch.Tensor) -> torch.Tensor:
+    """The last encoder block's output on every patch, read by a forward hook while the model's own
+    unmasked encoder runs (how the claim pooled MAE before ``pool`` existed) [N, prefix + L, D]."""
+    n, length = imgs.shape[0], (imgs.shape[-2] // 16) * (imgs.shape[-1] // 16)
+    in_order = torch.arange(length).expand(n, length)
+    block = model.blocks3[-1] if name.startswith("convmae") else model.blocks[-1]
+    captured = []
+    handle = block.register_forward_hook(lambda module, args, out: captured.append(out))
+    if name.startswith("sim"):
+        model.forward_online(imgs, in_order)
+    else:
+        model.forward_encoder(imgs, 0.0, in_order.float())
+    handle.remove()
+    return captured[-1]
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_mean_pool_is_the_normed_mean_of_the_last_blocks_patch_tokens(name):
+    torch.manual_seed(0)
+    model = build_model(name, **TINY[name]).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # away from the init (LayerNorm affine 1 / 0)
+            p.add_(0.2 * torch.randn_like(p))
+        method = build_method(PretrainConfig(model=name, img_size=64))
+        imgs = torch.randn(3, 3, 64, 64)
+        mean = method.features(model, imgs, pool="mean")
+        tokens = _last_block_reference(name, model, imgs)[:, method.prefix_tokens:].mean(1)
+        assert torch.equal(mean, F.layer_norm(tokens, tokens.shape[-1:], eps=1e-6))  # bit for bit
+        own = method.features(model, imgs)
+        if name.startswith("mae"):  # the kNN monitor's default: the class token of the normed encoder output
+            assert torch.equal(own, model.forward_encoder(imgs, 0.0, torch.arange(16.0).expand(3, 16))[0][:, 0])
+            assert not torch.equal(own, mean)
+        else:
+            assert torch.equal(own, mean)
+            with pytest.raises(ValueError):
+                method.features(model, imgs, pool="cls")
 
 
 def test_config_is_typed_and_lists_every_bad_value():

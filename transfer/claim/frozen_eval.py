@@ -4,11 +4,11 @@ The encoder is the pretraining model of a config (``pretrain.models.build_model`
 ``torch.manual_seed(cfg.seed)``, exactly as the pretraining engine starts it): left there it is the random
 initialisation, or the newest checkpoint of its pretraining run is loaded (strictly) into it. So a
 random-init row and a pretrained row of the same seed differ in nothing but the weights. Features are
-pooled (``pooled_features``: the layer-normalised mean of the last block's patch tokens, the global-pool
-feature of MAE's fine-tuning and SIM's linear probe; at this scale the class token the kNN monitor reads
-carries almost nothing), on the official evaluation transform; kNN is DINO's weighted vote (k 20,
-T 0.07; ``pretrain.knn``), the linear probe an L2-regularised multinomial logistic regression on the
-frozen features (``transfer.cls.fewshot``).
+pooled (``Method.features(..., pool=POOL)``: the layer-normalised mean of the last block's patch
+tokens, the global-pool feature of MAE's fine-tuning and SIM's linear probe; at this scale the class
+token MAE's kNN monitor reads carries almost nothing), on the official evaluation transform; kNN is
+DINO's weighted vote (k 20, T 0.07; ``pretrain.knn``), the linear probe an L2-regularised multinomial
+logistic regression on the frozen features (``transfer.cls.fewshot``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from pretrain.config import PretrainConfig
 from pretrain.knn import eval_transform, extract_features, knn_scores, topk_accuracy
@@ -28,6 +27,7 @@ from pretrain.train_state import checkpoint_paths, load_checkpoint
 from transfer.cls.fewshot import fit_logistic
 
 ALL_LABELS = 0  # label budget meaning "every training image"
+POOL = "mean"  # the features' pooling, for every method (pretrain.methods.Method.features)
 
 
 def build_encoder(cfg: PretrainConfig, run_dir: str | os.PathLike | None) -> tuple[nn.Module, Method]:
@@ -43,27 +43,11 @@ def build_encoder(cfg: PretrainConfig, run_dir: str | os.PathLike | None) -> tup
     return model.eval(), build_method(cfg)
 
 
-def pooled_features(model: nn.Module, method: Method, images: torch.Tensor) -> torch.Tensor:
-    """images [N, 3, H, W] -> layer-normalised mean of the encoder's last-block patch tokens [N, D].
-    SIM's and ConvMAE's ``features`` are that pooling already (ConvMAE: its stage-3 blocks); MAE's
-    returns the class token, so its patch tokens are read off ``model.blocks[-1]`` while it runs."""
-    if method.cfg.family != "mae":
-        return method.features(model, images)
-    captured = []
-    handle = model.blocks[-1].register_forward_hook(lambda module, args, out: captured.append(out))
-    try:
-        method.features(model, images)
-    finally:
-        handle.remove()
-    pooled = captured[-1][:, 1:].mean(1)  # [N, D]
-    return F.layer_norm(pooled, pooled.shape[-1:], eps=1e-6)
-
-
 def embed(model: nn.Module, method: Method, dataset: LabelledImages, batch_size: int = 128
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features [N, D] and labels [N] of every image of ``dataset`` (no grad, CPU)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    return extract_features(lambda images: pooled_features(model, method, images), loader, "cpu")
+    return extract_features(lambda images: method.features(model, images, POOL), loader, "cpu")
 
 
 def subset_rows(dataset: LabelledImages, data_dir: str | os.PathLike, subset_file: Path) -> torch.Tensor:
