@@ -1,6 +1,6 @@
 """Relative-position attention without an L x L tensor to keep, both kernels: ViTDet's decomposed
-terms folded into SDPA's q.k (transfer/backbones/rel_pos.py ``folded_rel_pos_attention``, the GPU
-kernel) and the blockwise explicit softmax (rel_pos_attention.py ``chunked_rel_pos_attention``, the
+terms folded into SDPA's q.k (transfer/backbones/rel_pos.py ``folded_attention``, the GPU
+kernel) and the blockwise explicit softmax (rel_pos_attention.py ``BlockwiseAttention``, the
 CPU kernel: probabilities kept for short sequences, recomputed block by block for long ones) give the
 outputs and gradients of the materialised bias (the previous implementation) and of detectron2's
 ``Attention``/``Block`` (use_rel_pos=True) within 1e-5 in fp32: global and windowed blocks, padded
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from transfer.backbones import rel_pos_attention
-from transfer.backbones.rel_pos import decomposed_rel_pos_terms, folded_rel_pos_attention
+from transfer.backbones.rel_pos import decomposed_rel_pos_terms, folded_attention
+from transfer.backbones.rel_pos_attention import decomposed_rel_pos_attention
 from transfer.backbones.vit_block import Attention, WindowBlock
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -32,7 +33,7 @@ def kernel(request, monkeypatch):
         monkeypatch.setattr(rel_pos_attention, "KEEP_MAX_KEYS", 0)
         monkeypatch.setattr(rel_pos_attention, "BLOCK_BYTES", 1)  # -> 1 row; rows_per_block is clamped
     elif request.param == "folded":
-        monkeypatch.setattr(rel_pos_attention, "chunked_rel_pos_attention", folded_rel_pos_attention)
+        monkeypatch.setattr(rel_pos_attention, "rel_pos_kernel", lambda device: folded_attention)
     return request.param
 
 
@@ -123,7 +124,7 @@ def test_learned_bias_gets_its_gradient(bias_shape, kernel):
             t.grad = None
         return result
 
-    ours = grads(lambda: rel_pos_attention.rel_pos_kernel(q.device)(q, k, v, rh, rw, g, g, bias))
+    ours = grads(lambda: decomposed_rel_pos_attention(q, k, v, rh, rw, g, g, bias))
     ref = grads(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=decomposed_rel_pos_bias(q, rh, rw, g, g) + bias))
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, **TOL)
@@ -136,7 +137,7 @@ def test_folded_attention_runs_on_the_flash_kernel():
     q, k, v = (torch.randn(1, 2, 6 * 5, 16) for _ in range(3))
     rh, rw = torch.randn(11, 16), torch.randn(9, 16)
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-        out = folded_rel_pos_attention(q, k, v, rh, rw, (6, 5), (6, 5))
+        out = decomposed_rel_pos_attention(q, k, v, rh, rw, (6, 5), (6, 5), kernel=folded_attention)
     bias = decomposed_rel_pos_bias(q, rh, rw, (6, 5), (6, 5))
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=bias), **TOL)
 
@@ -191,7 +192,8 @@ def test_folded_attention_in_bf16_is_no_less_accurate():
 
     exact = materialised(*(t.double() for t in (q, k, v, rh, rw)))
     half = [t.bfloat16() for t in (q, k, v, rh, rw)]
-    folded_err = (folded_rel_pos_attention(*half, (g, g), (g, g)).double() - exact).abs().max()
+    folded = decomposed_rel_pos_attention(*half, (g, g), (g, g), kernel=folded_attention)
+    folded_err = (folded.double() - exact).abs().max()
     materialised_err = (materialised(*half).double() - exact).abs().max()
     assert folded_err <= materialised_err * 1.05, (folded_err, materialised_err)
 
@@ -227,7 +229,7 @@ def test_global_attention_builds_no_length_squared_tensor(kernel, monkeypatch):
     length = 32 * 32
     monkeypatch.setattr(rel_pos_attention, "BLOCK_BYTES", 2 * length * length)  # 1/4 of one head's L x L (fp32)
     if kernel == "folded":
-        monkeypatch.setattr(rel_pos_attention, "chunked_rel_pos_attention", folded_rel_pos_attention)
+        monkeypatch.setattr(rel_pos_attention, "rel_pos_kernel", lambda device: folded_attention)
     ours = largest_tensor_built(lambda: attn(x).sum().backward())
     materialised = largest_tensor_built(lambda: materialised_attention(attn, x).sum().backward())
     assert materialised >= 2 * length * length  # the probe sees [1, 2, L, L]

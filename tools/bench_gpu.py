@@ -134,7 +134,8 @@ def flash_row(size: dict, device: torch.device, dtype: torch.dtype) -> dict:
     with only SDPA's flash backend enabled, and its time there."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from transfer.backbones.rel_pos import folded_rel_pos_attention
+    from transfer.backbones.rel_pos import folded_attention
+    from transfer.backbones.rel_pos_attention import decomposed_rel_pos_attention
 
     g = size["det_img"] // 16
     q, k, v = (torch.randn(1, 12, g * g, 64, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
@@ -144,7 +145,8 @@ def flash_row(size: dict, device: torch.device, dtype: torch.dtype) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            folded_rel_pos_attention(q, k, v, rh, rw, (g, g), (g, g)).float().sum().backward()
+            out = decomposed_rel_pos_attention(q, k, v, rh, rw, (g, g), (g, g), kernel=folded_attention)
+            out.float().sum().backward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0

@@ -70,17 +70,10 @@ def _one_hot_rows_cols(k_size: tuple[int, int], like: torch.Tensor) -> torch.Ten
     return torch.cat([rows, cols], dim=1)
 
 
-def folded_rel_pos_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-    attn_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """softmax(q.k / sqrt(C) + rel_h[row(key)] + rel_w[col(key)] (+ attn_mask)) v without an L x L bias.
+def folded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor,
+                     attn_mask: torch.Tensor | None, k_size: tuple[int, int]) -> torch.Tensor:
+    """softmax(q.k / sqrt(C) + rel_h[row(key)] + rel_w[col(key)] (+ attn_mask)) v without an L x L bias
+    (the GPU kernel of ``rel_pos_attention.decomposed_rel_pos_attention``).
 
     The decomposed bias is a dot product, so it rides in the attention's own q.k: each query gains the
     features (rel_h, rel_w) and each key the one-hot features of its row and column, so that
@@ -91,10 +84,10 @@ def folded_rel_pos_attention(
     kernel's limit, e.g. 256 for flash on GPU, i.e. grids over 96 x 96 at C = 64, fall back to SDPA's
     other kernels by themselves). A ViT-B global block at 1024 px widens 64 to 192.
 
-    q, k, v [B, heads, L, C] -> [B, heads, Lq, C].
+    q, k, v [B, heads, L, C], rel_h [B, heads, Lq, kh], rel_w [B, heads, Lq, kw] (``decomposed_rel_pos_terms``)
+    -> [B, heads, Lq, C].
     """
     c = q.shape[-1]
-    rel_h, rel_w = decomposed_rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
     extra = rel_h.shape[-1] + rel_w.shape[-1]
     pad = -(c + extra) % 8
     q_ext = torch.cat([q * c**-0.5, rel_h, rel_w], dim=-1)  # [B, heads, Lq, C + kh + kw]

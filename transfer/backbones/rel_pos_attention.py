@@ -2,9 +2,11 @@
 
     softmax(q.k / sqrt(C) + rel_h[row(key)] + rel_w[col(key)] (+ attn_mask)) v
 
-- GPU (any non-CPU device): the terms folded into SDPA's q.k (``rel_pos.folded_rel_pos_attention``),
+``decomposed_rel_pos_attention`` computes the two terms (``rel_pos.decomposed_rel_pos_terms``) and hands
+them to the kernel of the device (``rel_pos_kernel``):
+- GPU (any non-CPU device): the terms folded into SDPA's q.k (``rel_pos.folded_attention``),
   so the flash / memory-efficient kernels run; no L x L tensor.
-- CPU: an explicit softmax over blocks of query rows (``chunked_rel_pos_attention``): the logits of
+- CPU: an explicit softmax over blocks of query rows (``BlockwiseAttention``): the logits of
   one block get the two terms added in place, the forward keeps only the output and each row's
   log-sum-exp, and the backward recomputes the probabilities block by block (as flash attention
   does). No L x L tensor is kept, and the matmuls stay at the head width C, where the folded form
@@ -18,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from .rel_pos import decomposed_rel_pos_terms, folded_rel_pos_attention
+from .rel_pos import decomposed_rel_pos_terms, folded_attention
 
 BLOCK_BYTES = 16 * 2**20  # logits of one block of query rows (all heads): ~16 MiB, cache-sized work
 KEEP_MAX_KEYS = 256  # up to this many keys (windows: 14x14, 16x16) the probabilities are kept, not recomputed
@@ -45,7 +47,7 @@ def _mask_rows(mask: torch.Tensor | None, a: int, b: int) -> torch.Tensor | None
     return mask if mask is None or mask.shape[-2] == 1 else mask[..., a:b, :]
 
 
-class _BlockwiseRelPosAttention(torch.autograd.Function):
+class BlockwiseAttention(torch.autograd.Function):
     """q [B, H, Lq, C], k [B, H, Lk, C], v [B, H, Lk, Cv], rel_h [B, H, Lq, kh], rel_w [B, H, Lq, kw],
     mask broadcastable to [B, H, Lq, Lk] or None -> [B, H, Lq, Cv]. Short sequences (windows) run as
     one block and keep their probabilities for the backward; long ones recompute them per block."""
@@ -105,24 +107,22 @@ class _BlockwiseRelPosAttention(torch.autograd.Function):
         return dq, dk, dv, drel_h, drel_w, dmask, None
 
 
-def chunked_rel_pos_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-    attn_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Explicit softmax attention with the decomposed terms, block of query rows by block (the CPU
-    kernel). q, k, v [B, heads, L, C] -> [B, heads, Lq, C]; ``attn_mask`` broadcastable to
-    [B, heads, Lq, Lk] (a learned bias gets its gradient)."""
+Kernel = Callable[..., torch.Tensor]  # (q, k, v, rel_h, rel_w, attn_mask, k_size) -> [B, heads, Lq, C]
+
+
+def rel_pos_kernel(device: torch.device) -> Kernel:
+    """The kernel for ``device``: the blockwise explicit softmax on the CPU, the folded SDPA call elsewhere."""
+    return BlockwiseAttention.apply if device.type == "cpu" else folded_attention
+
+
+def decomposed_rel_pos_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_pos_h: torch.Tensor,
+                                 rel_pos_w: torch.Tensor, q_size: tuple[int, int], k_size: tuple[int, int],
+                                 attn_mask: torch.Tensor | None = None, kernel: Kernel | None = None
+                                 ) -> torch.Tensor:
+    """softmax(q.k / sqrt(C) + rel_h[row(key)] + rel_w[col(key)] (+ attn_mask)) v with the tables
+    ``rel_pos_h`` [2*qh-1, C], ``rel_pos_w`` [2*qw-1, C]: q, k, v [B, heads, L, C] -> [B, heads, Lq, C];
+    ``attn_mask`` broadcastable to [B, heads, Lq, Lk] (a learned bias gets its gradient); ``kernel``:
+    ``rel_pos_kernel(q.device)`` unless given."""
     rel_h, rel_w = decomposed_rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
-    return _BlockwiseRelPosAttention.apply(q, k, v, rel_h, rel_w, attn_mask, tuple(k_size))
-
-
-def rel_pos_kernel(device: torch.device) -> Callable[..., torch.Tensor]:
-    """The decomposed rel-pos attention for ``device``: the blockwise explicit softmax on the CPU, the
-    folded SDPA call elsewhere; both take (q, k, v, rel_pos_h, rel_pos_w, q_size, k_size, attn_mask)."""
-    return chunked_rel_pos_attention if device.type == "cpu" else folded_rel_pos_attention
+    kernel = kernel or rel_pos_kernel(q.device)
+    return kernel(q, k, v, rel_h, rel_w, attn_mask, tuple(k_size))

@@ -5,7 +5,7 @@ Shared by the plain ViT (ViTDet) and ConvMAE's stage 3. Forward semantics of det
 (zero padding to a multiple of the window), attention, windows merged and padding cropped, residual,
 MLP. Attention runs through ``F.scaled_dot_product_attention``, a bias handed in by the caller (e.g.
 ConvMAE's shared tables, Swin's shift mask) as its ``attn_mask``; with the block's own decomposed
-``rel_pos_h``/``rel_pos_w`` terms, ``rel_pos_kernel`` picks the kernel by device (GPU: the terms
+``rel_pos_h``/``rel_pos_w`` terms, ``decomposed_rel_pos_attention`` picks the kernel by device (GPU: the terms
 folded into SDPA's q.k; CPU: a blockwise explicit softmax), neither builds an L x L tensor to keep.
 
 Parameter names are MAE's encoder names (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 
 from .rel_pos import RelativePositionBias
-from .rel_pos_attention import rel_pos_kernel
+from .rel_pos_attention import decomposed_rel_pos_attention
 from .window_attention import pad_to_window, shifted_window_mask, window_partition, window_unpartition
 
 
@@ -68,7 +68,7 @@ class Attention(nn.Module):
             if x.dim() != 4:
                 raise ValueError(f"decomposed rel-pos needs a token grid [B, h, w, C]; got {tuple(shape)}")
             hw = (shape[1], shape[2])  # no [B, nH, L, L] bias is kept
-            x = rel_pos_kernel(q.device)(q, k, v, self.rel_pos_h, self.rel_pos_w, hw, hw, mask)
+            x = decomposed_rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, hw, hw, mask)
         else:
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nH, L, hd]; scale hd^-0.5
         x = x.transpose(1, 2).reshape(shape)
