@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 from pretrain import toy_world
 from pretrain.toy_data import NUM_TOY_CLASSES, write_classification_set
@@ -45,45 +46,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_textured(args: argparse.Namespace, out: Path, size: dict) -> None:
-    """The sets of the textured world (pretrain/toy_world.py)."""
-    scenes = {"scenes": toy_world.render_scene, "seed": args.seed, **size}
-    if "coco" in args.only:
-        path = write_coco_toy(out / "coco", args.num_train, args.num_val, categories=toy_world.CLASS_NAMES, **scenes)
-        print(f"COCO-format set: {path}")
-    if "ade" in args.only:
-        print(f"ADE-format set: {write_ade_toy(out / 'ade', args.num_train, args.num_val, **scenes)}")
-    if "images" in args.only:
-        count = args.num_images or args.num_train
-        path = toy_world.write_pool(out / "images", count, seed=args.seed, **({"size": 64} | size))
-        print(f"unlabeled images: {path}")
-    if "cls" in args.only:
-        path = toy_world.write_world_classification(out / "cls", args.num_train, args.num_val, seed=args.seed,
-                                                    subsets=tuple(args.subsets), **({"size": 64} | size))
-        print(f"labelled classes: {path}")
+SetWriter = tuple[Callable[..., Path], tuple, dict]  # (writer, its arguments after the folder, keywords)
+LABELS = {"coco": "COCO-format set", "ade": "ADE-format set", "images": "unlabeled images", "cls": "labelled classes"}
 
 
-def write_shapes(args: argparse.Namespace, out: Path, size: dict) -> None:
-    """The sets of the shapes world (pretrain/toy_data.py)."""
-    if "coco" in args.only:
-        path = write_coco_toy(out / "coco", args.num_train, args.num_val, seed=args.seed, **size)
-        print(f"COCO-format toy set: {path}")
-    if "ade" in args.only:
-        print(f"ADE-format toy set: {write_ade_toy(out / 'ade', args.num_train, args.num_val, seed=args.seed, **size)}")
-    if "images" in args.only:
-        count = args.num_images or args.num_train
-        print(f"unlabeled toy images: {write_image_folder(out / 'images', count, seed=args.seed, **size)}")
-    if "cls" in args.only:
-        per_class = (max(1, args.num_train // args.num_classes), max(1, args.num_val // args.num_classes))
-        path = write_classification_set(out / "cls", args.num_classes, *per_class, seed=args.seed,
-                                        **({"size": 64} | size))
-        print(f"labelled toy classes: {path}")
+def world_sets(args: argparse.Namespace) -> dict[str, SetWriter]:
+    """How each set of ``args.world`` is written; every writer also takes ``seed`` and ``size``."""
+    n = (args.num_train, args.num_val)
+    count = args.num_images or args.num_train
+    if args.world == "textured":  # pretrain/toy_world.py; --num-train / --num-val per class for cls
+        scenes = {"scenes": toy_world.render_scene}
+        return {"coco": (write_coco_toy, n, {**scenes, "categories": toy_world.CLASS_NAMES}),
+                "ade": (write_ade_toy, n, scenes),
+                "images": (toy_world.write_pool, (count,), {"size": 64}),
+                "cls": (toy_world.write_world_classification, n, {"subsets": tuple(args.subsets), "size": 64})}
+    per_class = (max(1, args.num_train // args.num_classes), max(1, args.num_val // args.num_classes))
+    return {"coco": (write_coco_toy, n, {}), "ade": (write_ade_toy, n, {}),  # the shapes world, pretrain/toy_data.py
+            "images": (write_image_folder, (count,), {}),
+            "cls": (write_classification_set, (args.num_classes, *per_class), {"size": 64})}
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     size = {} if args.size is None else {"size": args.size}
-    (write_textured if args.world == "textured" else write_shapes)(args, Path(args.out), size)
+    sets = world_sets(args)
+    for name in [s for s in SETS if s in args.only]:  # in SETS order
+        writer, positional, keywords = sets[name]
+        path = writer(Path(args.out) / name, *positional, seed=args.seed, **(keywords | size))
+        print(f"{LABELS[name]}: {path}")
 
 
 if __name__ == "__main__":
