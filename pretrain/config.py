@@ -4,12 +4,13 @@
     cfg.validate()          # ConfigError listing every bad value at once
     cfg.epochs, cfg.to_dict()
 
-``TypedConfig`` is the reusable part (the classification tool derives its own config from it): defaults
-are the dataclass fields, a config file's public variables update them (``_base_ = 'other.py'`` is
-read first), then the overrides, then keyword arguments; unknown keys are a KeyError. ``validate``
-checks every field against its annotation and the class's ``RULES`` (``pretrain.value_rules``).
-``PretrainConfig`` is the pretraining loop's: every knob with a generic default; paper
-hyper-parameters live in configs/pretrain/*.py.
+``TypedConfig`` is the reusable part: defaults are the dataclass fields, a config file's public
+variables update them (``_base_ = 'other.py'`` is read first), then the overrides, then keyword
+arguments; unknown keys are a KeyError. ``validate`` checks every field against its annotation and the
+class's ``RULES`` (``pretrain.value_rules``).
+``TrainingRunConfig`` adds the knobs and rules every training run has (the classification tool's
+config derives from it too). ``PretrainConfig`` is the pretraining loop's: every knob with a generic
+default; paper hyper-parameters live in configs/pretrain/*.py.
 """
 from __future__ import annotations
 
@@ -114,30 +115,54 @@ class TypedConfig:
         return dataclasses.replace(self, **changes)
 
 
-# Rules of the keys every training run has (pretraining and classification alike): one place for them.
-TRAINING_RUN_RULES: dict[str, Rule] = {
-    "epochs": (int_from(1), "an integer >= 1"),
-    "batch_size": (int_from(1), "an integer >= 1 (images per process and micro-batch)"),
-    "accum_iter": (int_from(1), "an integer >= 1"),
-    "warmup_epochs": (number(0), "a number >= 0"),
-    "num_workers": (int_from(0), "an integer >= 0"),
-    "threads": (int_from(0), "an integer >= 0 (0: torch's default)"),
-    "seed": (int_from(0), "an integer >= 0"),
-    "lr": (optional(number(0, low_open=True)), "a number > 0, or None to use blr * effective batch / 256"),
-    "blr": (number(0, low_open=True), "a number > 0"),
-    "min_lr": (number(0), "a number >= 0"),
-    "weight_decay": (number(0), "a number >= 0"),
-    "clip_grad": (optional(number(0, low_open=True)), "a number > 0, or None for no clipping"),
-    "device": (one_of("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
-    "dtype": (one_of("auto", "float32", "bfloat16", "float16"), "'auto', 'float32', 'bfloat16' or 'float16'"),
-    "log_interval": (int_from(1), "an integer >= 1 (iterations)"),
-    "keep_last": (int_from(0), "an integer >= 0 (0: keep every checkpoint)"),
-    "max_iters": (int_from(0), "an integer >= 0 (0: run all epochs)"),
-}
+@dataclass
+class TrainingRunConfig(TypedConfig):
+    """The knobs every training run has with the same default, and the rules of every training run's
+    keys (pretraining and classification alike: ``PretrainConfig``, ``transfer.cls.config.ClsConfig``,
+    which add the rest, e.g. their own epochs, blr and warmup)."""
+
+    batch_size: int = 64  # per process and micro-batch
+    accum_iter: int = 1
+    lr: float | None = None  # absolute lr; must be > 0 (lr=0 is refused: it would train nothing)
+    weight_decay: float = 0.05
+    clip_grad: float | None = None
+    # system
+    device: str = "auto"  # 'auto', 'cpu', 'cuda'
+    dtype: str = "auto"  # 'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16', 'float16' (+ GradScaler)
+    num_workers: int = 4
+    threads: int = 0  # torch CPU threads per process, 0 = torch's default
+    seed: int = 0
+    # output
+    output_dir: str = ""  # '' : the config's loader picks output/<...>/<config name>
+    log_interval: int = 10  # iterations between log lines
+    keep_last: int = 2  # training checkpoints kept
+    tensorboard: bool = True
+    progress: bool = True  # progress bar when stderr is a terminal
+    max_iters: int = 0  # stop after this many optimizer steps (0: run all epochs); the schedule is unchanged
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "epochs": (int_from(1), "an integer >= 1"),
+        "batch_size": (int_from(1), "an integer >= 1 (images per process and micro-batch)"),
+        "accum_iter": (int_from(1), "an integer >= 1"),
+        "warmup_epochs": (number(0), "a number >= 0"),
+        "num_workers": (int_from(0), "an integer >= 0"),
+        "threads": (int_from(0), "an integer >= 0 (0: torch's default)"),
+        "seed": (int_from(0), "an integer >= 0"),
+        "lr": (optional(number(0, low_open=True)), "a number > 0, or None to use blr * effective batch / 256"),
+        "blr": (number(0, low_open=True), "a number > 0"),
+        "min_lr": (number(0), "a number >= 0"),
+        "weight_decay": (number(0), "a number >= 0"),
+        "clip_grad": (optional(number(0, low_open=True)), "a number > 0, or None for no clipping"),
+        "device": (one_of("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
+        "dtype": (one_of("auto", "float32", "bfloat16", "float16"), "'auto', 'float32', 'bfloat16' or 'float16'"),
+        "log_interval": (int_from(1), "an integer >= 1 (iterations)"),
+        "keep_last": (int_from(0), "an integer >= 0 (0: keep every checkpoint)"),
+        "max_iters": (int_from(0), "an integer >= 0 (0: run all epochs)"),
+    }
 
 
 @dataclass
-class PretrainConfig(TypedConfig):
+class PretrainConfig(TrainingRunConfig):
     """Every knob of the pretraining loop (``pretrain.engine.train``)."""
 
     # model
@@ -152,49 +177,33 @@ class PretrainConfig(TypedConfig):
     crop_min: float = 0.08  # SIM RandomResizedCrop scale minimum
     num_mask_patches: int = 118  # SIM block-wise mask size (of 14 x 14 at 224)
     min_mask_patches: int = 16  # SIM: smallest block
-    num_workers: int = 4
     # optimisation
     epochs: int = 800
     warmup_epochs: float = 40
-    batch_size: int = 64  # per process and micro-batch
-    accum_iter: int = 1
     blr: float = 1.5e-4  # lr = blr * effective batch / 256 unless lr is set
-    lr: float | None = None  # absolute lr; must be > 0 (lr=0 is refused: it would train nothing)
     min_lr: float = 0.0
-    weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
-    clip_grad: float | None = None
     no_wd_tokens: bool = True  # no weight decay on cls/mask tokens and pos embeddings (norms, biases never)
     mm: float = 0.995  # SIM EMA momentum, start value
     mm_schedule: str = "cosine"  # SIM: 'cosine' (to 1 at the end) or 'const'
     # system
-    device: str = "auto"  # 'auto', 'cpu', 'cuda'
-    dtype: str = "auto"  # 'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16', 'float16' (+ GradScaler)
     compile: bool = False
     grad_checkpointing: bool = False
     find_unused_parameters: bool = False
-    threads: int = 0  # torch CPU threads per process, 0 = torch's default
-    seed: int = 0
-    # output
-    output_dir: str = ""  # default: output/<config file name>
-    log_interval: int = 10  # iterations between log lines
+    # output (output_dir default: output/<config file name>)
     save_interval: int = 0  # iterations between mid-epoch checkpoints (0: only at epoch ends)
     save_every_epochs: int = 1
-    keep_last: int = 2  # checkpoints kept
     vis_every_epochs: int = 20  # MAE/ConvMAE reconstruction grid (0: never)
     vis_num: int = 4
-    tensorboard: bool = True
-    progress: bool = True  # progress bar when stderr is a terminal
     resume: bool | str = False  # True: latest checkpoint in output_dir; or a checkpoint path
     overwrite: bool = False  # True: delete the run already in output_dir and start again (else it is refused)
-    max_iters: int = 0  # stop after this many iterations (0: run all epochs); the schedule is unchanged
     # quality monitor: kNN top-1/top-5 of the encoder on a small labelled folder (train/<class>, val/<class>)
     knn_data: str = ""  # '' : off
     knn_every_epochs: int = 1  # epochs between kNN evaluations (and after the last) when knn_data is set
 
     KIND: ClassVar[str] = "pretraining config"
     RULES: ClassVar[dict[str, Rule]] = {
-        **TRAINING_RUN_RULES,
+        **TrainingRunConfig.RULES,
         "img_size": (int_from(1), "an integer >= 1 (pixels)"),
         "mask_ratio": (number(0, 1, low_open=True, high_open=True), "a number in (0, 1)"),
         "hflip": (number(0, 1), "a probability in [0, 1]"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pretrain.config import TRAINING_RUN_RULES, TypedConfig
+from pretrain.config import TrainingRunConfig
 from pretrain.encoders import encoder
 from pretrain.value_rules import Rule, int_from, number, one_of, optional
 
@@ -18,7 +18,7 @@ TRAINED = ("finetune", "linprobe")  # the protocols with an optimizer loop (knn 
 
 
 @dataclass
-class ClsConfig(TypedConfig):
+class ClsConfig(TrainingRunConfig):
     """Every knob of ``transfer.cls.train.run``."""
 
     protocol: str = "finetune"  # finetune | linprobe | knn | fewshot
@@ -33,14 +33,9 @@ class ClsConfig(TypedConfig):
     # optimisation (finetune, linprobe)
     epochs: int = 50
     warmup_epochs: float = 5
-    batch_size: int = 64  # per process and micro-batch
-    accum_iter: int = 1
     blr: float = 1e-3  # lr = blr * effective batch / 256 unless lr is set
-    lr: float | None = None
     min_lr: float = 1e-6
-    weight_decay: float = 0.05
     layer_decay: float = 0.75  # finetune: lr scale decay^(depth + 1 - layer id) (BEiT / MAE util/lr_decay.py)
-    clip_grad: float | None = None
     # augmentation (finetune: timm create_transform as MAE util/datasets.py build_transform)
     color_jitter: float | None = None
     aa: str = "rand-m9-mstd0.5-inc1"  # RandAugment policy ('' : none)
@@ -57,24 +52,12 @@ class ClsConfig(TypedConfig):
     knn_k: int = 20  # DINO eval_knn.py
     knn_temperature: float = 0.07
     lambd: float = 0.1  # fewshot: l2 penalty of the logistic regression (SIM configs/few-shot --lambd)
-    # system
-    device: str = "auto"  # 'auto', 'cpu', 'cuda'
-    dtype: str = "auto"  # 'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16', 'float16'
-    num_workers: int = 4
-    threads: int = 0  # torch CPU threads per process, 0 = torch's default
-    seed: int = 0
-    # output
-    output_dir: str = ""  # default: output/cls/<row or config name>
-    log_interval: int = 10  # iterations between log lines
-    keep_last: int = 2  # training checkpoints kept
+    # output (output_dir default: output/cls/<row or config name>)
     eval_every_epochs: int = 1  # validation after every N epochs (and after the last)
-    tensorboard: bool = True
-    progress: bool = True
-    max_iters: int = 0  # stop after this many optimizer steps (0: all epochs); the schedule is unchanged
 
     KIND: ClassVar[str] = "classification config"
     RULES: ClassVar[dict[str, Rule]] = {
-        **TRAINING_RUN_RULES,
+        **TrainingRunConfig.RULES,
         "protocol": (one_of(*PROTOCOLS), " | ".join(PROTOCOLS)),
         "input_size": (int_from(1), "an integer >= 1 (pixels)"),
         "drop_path": (number(0, 1, high_open=True), "a number in [0, 1)"),
