@@ -6,15 +6,9 @@
 # main_linprobe.py: LARS, warmup 10, min_lr 0, RandomResizedCrop(224, bicubic) + flip.
 # Batch: 128 per GPU x 4 nodes x 8 GPUs = 4096; here written for one 8-GPU node as FINETUNE.md's
 # single-node command: 512 x 8 = 4096. lr = blr x 4096 / 256 = 0.1 x 16 = 1.6.
-protocol = "linprobe"
+# Derived: MAE's ViT-B recipe (mae_vit_base_linprobe.py) with ConvMAE-B, the pooled tokens and no accumulation.
+_base_ = "mae_vit_base_linprobe.py"
 model = "convmae_base"
 weights = "convmae_base"
 global_pool = True
-epochs = 90
-warmup_epochs = 10
-batch_size = 512
 accum_iter = 1
-blr = 0.1
-min_lr = 0.0
-weight_decay = 0.0
-drop_path = 0.0

@@ -5,16 +5,10 @@
 #   --weight_decay 0.05 --drop_path 0.3 --reprob 0.25 --mixup 0.8 --cutmix 1.0
 # Batch: 16 per GPU x 8 nodes x 8 GPUs = 1024; here written for one 8-GPU node: 16 x accum_iter 8 x 8
 # = 1024 (on 64 GPUs pass accum_iter=1). lr = blr x 1024 / 256 = 1e-3 x 4 = 4e-3.
-protocol = "finetune"
+# Derived: the ViT-L command (mae_vit_large_finetune.py) with ViT-H, 16 per GPU and drop path 0.3.
+_base_ = "mae_vit_large_finetune.py"
 model = "mae_vit_huge"
 weights = "mae_pretrain_vit_huge"
-epochs = 50
 batch_size = 16
 accum_iter = 8
-blr = 1e-3
-layer_decay = 0.75
-weight_decay = 0.05
 drop_path = 0.3
-reprob = 0.25
-mixup = 0.8
-cutmix = 1.0

@@ -7,15 +7,9 @@
 # main_linprobe.py: LARS, warmup 10, min_lr 0, RandomResizedCrop(224, bicubic) + flip.
 # Batch: 16384 / 2 nodes / 8 GPUs = 1024 per GPU; here written for one 8-GPU node with accumulation:
 # 512 x accum_iter 4 x 8 = 16384. lr = blr x 16384 / 256 = 0.1 x 64 = 6.4.
-protocol = "linprobe"
+# Derived: MAE's ViT-B recipe (mae_vit_base_linprobe.py, the same 512 x accum_iter 4) with SIM's weights and
+# the pooled tokens.
+_base_ = "mae_vit_base_linprobe.py"
 model = "sim_vit_base"
 weights = "sim_vit_base"
 global_pool = True
-epochs = 90
-warmup_epochs = 10
-batch_size = 512
-accum_iter = 4
-blr = 0.1
-min_lr = 0.0
-weight_decay = 0.0
-drop_path = 0.0

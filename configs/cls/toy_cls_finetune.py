@@ -1,10 +1,8 @@
 # CPU toy: fine-tune the tiny MAE ViT on the generated shapes set (tools/make_toy_data.py --only cls),
 # the fine-tuning recipe's pieces (layer decay, drop path, RandAugment, random erasing, label smoothing)
 # at a size that trains in about a minute on one core. Not a paper row.
+_base_ = "_base_/toy.py"
 protocol = "finetune"
-model = "mae_vit_tiny"
-weights = ""
-input_size = 64  # the tiny MAE's pretraining size (configs/pretrain/mae_tiny_toy.py)
 epochs = 12
 warmup_epochs = 1
 batch_size = 8
@@ -14,5 +12,4 @@ weight_decay = 0.05
 drop_path = 0.0
 reprob = 0.0
 aa = ""
-num_workers = 0
 log_interval = 5
