@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from pretrain.checkpoint_io import atomic_save
+from pretrain.checkpoints import atomic_save
 from pretrain.config import ConfigError, PretrainConfig, validate_config
 from pretrain.data import ResumableBatchSampler, num_grid_tokens, unreadable_indices
 from pretrain.knn import KNNMonitor

@@ -4,7 +4,7 @@ the RNG states of every rank, finding the one to resume from, restoring it, and 
 Generic: a checkpoint is a dict the trainer fills (``model``, ``optimizer``, its progress, ``config`` as
 plain data); ``save_training_state`` adds ``rng`` (one entry per rank) and writes it from rank 0. The
 pretraining loop (``pretrain.engine``) and the classification trainer both save through it. Files are
-read back without running code from them (``pretrain.checkpoint_io``).
+read back without running code from them (``pretrain.checkpoints``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from pretrain.checkpoint_io import CheckpointKind, atomic_save, expect_kind, read_checkpoint
+from pretrain.checkpoints import CheckpointKind, atomic_save, expect_kind, read_checkpoint
 from pretrain.models import build_model
 
 TRAINING_CHECKPOINT = "a training checkpoint of tools/train_mim.py (checkpoint-*.pth)"
@@ -104,7 +104,7 @@ def restore_training_state(ckpt: dict, model: nn.Module, optimizer: torch.optim.
 
 def export_encoder(checkpoint: str, out_path: str) -> str:
     """Pretraining checkpoint -> ``{'model': encoder_state_dict}``, the format of the released
-    ``mae_pretrain_vit_base.pth`` etc. (loads with ``pretrain.models.checkpoint.load_pretrained``)."""
+    ``mae_pretrain_vit_base.pth`` etc. (loads with ``pretrain.checkpoints.load_pretrained``)."""
     ckpt = load_checkpoint(checkpoint)
     model = build_model(ckpt["config"]["model"], **ckpt["config"]["model_kwargs"])
     model.load_state_dict(ckpt["model"])

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pretrain.checkpoints import CheckpointMismatchError
 from pretrain.models import build_model
-from transfer.backbones import CheckpointMismatchError, build_backbone, load_backbone_checkpoint
-from transfer.backbones.checkpoint import convert_state_dict
+from transfer.backbones import build_backbone, convert_state_dict, load_backbone_checkpoint
 from transfer.backbones.pos_resize import abs_pos_for_grid, resize_pos_embed
 from transfer.backbones.rel_pos import RelativePositionBias
 from transfer.backbones.vit_block import Attention, WindowBlock

@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.checkpoint_io import (
-    CheckpointError, CheckpointKind, atomic_save, classify_checkpoint, expect_kind, read_checkpoint, require_loaded,
-    state_dict_of,
+from pretrain.checkpoints import (
+    CheckpointError, CheckpointKind, PartialLoadError, atomic_save, classify_checkpoint, expect_kind, read_checkpoint,
+    require_loaded, state_dict_of,
 )
+from transfer.run_flags import PARTIAL_WEIGHTS_FLAG, user_error
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -164,8 +165,13 @@ def test_wrong_kind_and_partial_loads_say_what_to_do():
     training = {"model": {}, "optimizer": {}, "config": {}, "rng": []}
     with pytest.raises(CheckpointError, match="--export"):
         expect_kind(training, "ck.pth", [CheckpointKind.ENCODER], "a pretraining checkpoint")
-    with pytest.raises(CheckpointError, match="--allow-partial-weights"):
-        require_loaded(["blocks.0.norm1.weight", "blocks.1.norm1.weight", "pos_embed"], "x.pth", allow_partial=False)
+    left = ["blocks.0.norm1.weight", "blocks.1.norm1.weight", "pos_embed"]
+    with pytest.raises(PartialLoadError) as err:
+        require_loaded(left, "x.pth", allow_partial=False)
+    assert err.value.left_at_init == left and err.value.source == "x.pth"
+    assert isinstance(err.value, CheckpointError)  # tools catch CheckpointError
+    assert PARTIAL_WEIGHTS_FLAG in user_error(err.value)  # the tools name the flag that accepts it
+    assert PARTIAL_WEIGHTS_FLAG not in user_error(CheckpointError("x.pth is empty"))
     require_loaded(["pos_embed"], "x.pth", allow_partial=True)
 
 

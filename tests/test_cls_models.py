@@ -11,11 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.checkpoint_io import CheckpointError
+from pretrain.checkpoints import CheckpointError, CheckpointMismatchError
 from pretrain.models import build_model
-from pretrain.models.checkpoint import CheckpointMismatchError
-from transfer.cls.checkpoint import load_classifier_weights, load_finetuned
 from transfer.cls.models import build_classifier, cls_token_features
+from transfer.cls.weights import load_classifier_weights, load_finetuned
 
 KEYS = Path(__file__).parent / "data" / "official_keys"
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import pretrain.weights
 
-from pretrain.checkpoint_io import read_checkpoint
+from pretrain.checkpoints import read_checkpoint
 from pretrain.encoders import paper_rows
 from pretrain.models import build_model
 from pretrain.processes import Processes

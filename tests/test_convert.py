@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.checkpoint_io import CheckpointError
+from pretrain.checkpoints import CheckpointError, CheckpointMismatchError
 from pretrain.models import build_model
 from transfer.backbones import load_backbone_checkpoint
-from transfer.convert import CheckpointMismatchError, convert_checkpoint, identify_checkpoint
+from transfer.convert import convert_checkpoint, identify_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_VIT = os.path.join(ROOT, "configs", "det", "toy_vitdet_tiny.py")

@@ -8,16 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from pretrain.checkpoints import CheckpointMismatchError, load_pretrained, load_state_dict_checked
 from pretrain.models import build_model
-from pretrain.models.checkpoint import (
-    DECODER_PREFIXES,
-    CheckpointMismatchError,
-    load_pretrained,
-    load_state_dict_checked,
-)
 from pretrain.models.conv_stages import GridLayout, KeptLayout, layer_norm_2d
 from pretrain.models.masking import gather_tokens
-from pretrain.models.vit_common import pos_embed_for_grid
+from pretrain.models.vit_common import DECODER_PREFIXES, pos_embed_for_grid
 
 OFFICIAL_KEYS = Path(__file__).parent / "data" / "official_keys" / "convmae_base.json"
 

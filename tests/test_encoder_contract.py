@@ -16,7 +16,7 @@ import torch
 
 from pretrain.encoders import ENCODERS
 from pretrain.models import build_model
-from pretrain.models.checkpoint import load_pretrained
+from pretrain.checkpoints import load_pretrained
 from transfer.backbones import build_backbone, load_backbone_checkpoint
 
 NAMES = sorted(ENCODERS)

@@ -8,11 +8,11 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from pretrain.checkpoint_formats import FormatMismatchError, to_official
-from pretrain.checkpoint_io import CheckpointError, CheckpointKind, atomic_save, classify_checkpoint, read_checkpoint
-from pretrain.interop import convert_file
+from pretrain.checkpoints import (
+    CheckpointError, CheckpointKind, CheckpointMismatchError, FormatMismatchError, atomic_save, classify_checkpoint,
+    convert_file, load_pretrained, read_checkpoint, read_state_dict, to_official,
+)
 from pretrain.models import build_model
-from pretrain.models.checkpoint import CheckpointMismatchError, load_pretrained, read_state_dict
 from tool_module import load_tool
 from transfer.backbones import build_backbone, load_backbone_checkpoint
 
@@ -109,7 +109,7 @@ def test_hugging_face_file_initialises_our_transfer_backbone(tmp_path, caplog):
     hf = _hf_model()
     hf.save_pretrained(tmp_path)
     backbone = build_backbone("mae_vit_tiny", img_size=64)
-    with caplog.at_level("INFO", logger="pretrain.models.checkpoint"):
+    with caplog.at_level("INFO", logger="pretrain.checkpoints.loading"):
         report = load_backbone_checkpoint(backbone, tmp_path / "model.safetensors")
     assert "Hugging Face" in caplog.text  # the name conversion is reported
     assert not [k for k in report.missing if "rel_pos" not in k]  # only the tables MAE files never have

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pretrain.models import build_model
-from pretrain.models.checkpoint import CheckpointMismatchError, load_pretrained
+from pretrain.checkpoints import CheckpointMismatchError, load_pretrained
 from pretrain.models.pos_embed import get_2d_sincos_pos_embed
 from pretrain.models.reconstruction import patchify, reconstruction_loss, unpatchify
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pretrain.models import build_model
-from pretrain.models.checkpoint import CheckpointMismatchError, load_pretrained, load_state_dict_checked
+from pretrain.checkpoints import CheckpointMismatchError, load_pretrained, load_state_dict_checked
 from pretrain.encoders import ENCODERS
 
 DATA = Path(__file__).parent / "data" / "official_keys"

@@ -17,7 +17,7 @@ from pretrain.models import build_model
 from pretrain.optim import lr_at, momentum_at, param_groups
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from pretrain.models.checkpoint import load_pretrained
+from pretrain.checkpoints import load_pretrained
 
 
 def run(tmp_path, config: str, *overrides: str, images: int = 8, **kwargs) -> tuple[dict, list[dict]]:

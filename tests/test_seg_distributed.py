@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from transfer.seg.checkpoint_io import load_from_local_weights_only
+from transfer.seg.checkpoint_loader import load_from_local_weights_only
 from transfer.seg.distributed import configure
 from transfer.seg.train import build_config, config_for_backbone
 from transfer.toy_datasets import write_ade_toy

@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 import transfer.seg  # noqa: F401  (registers MIMViT and the strict load hook)
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
-from pretrain.checkpoint_io import CheckpointError
+from pretrain.checkpoints import CheckpointError
 from transfer.seg.mmseg_vit_keys import mmseg_vit_to_ours
 from transfer.seg.train import build_config, config_for_backbone
 from shaped_datasets import write_ade_shaped

@@ -14,8 +14,9 @@ import transfer.seg  # noqa: F401  (registers MIMViT, MIMConvMAE, MIMLayerDecayO
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
+from pretrain.checkpoints import CheckpointMismatchError
 from pretrain.models import build_model
-from transfer.backbones import CheckpointMismatchError, build_backbone, load_backbone_checkpoint
+from transfer.backbones import build_backbone, load_backbone_checkpoint
 from transfer.seg.layer_decay import get_layer_id
 from transfer.seg.train import CONFIG_DIR, build_config
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from transfer.seg.checkpoint_io import load_from_local_weights_only
+from transfer.seg.checkpoint_loader import load_from_local_weights_only
 from transfer.seg.train import build_config, checkpoint_to_resume, config_for_backbone
 from transfer.toy_datasets import write_ade_toy
 from tool_module import load_tool

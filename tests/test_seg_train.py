@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from transfer.seg.checkpoint_io import load_from_local_weights_only
+from transfer.seg.checkpoint_loader import load_from_local_weights_only
 from transfer.toy_datasets import write_ade_toy
 from tool_module import load_tool
 

@@ -21,9 +21,8 @@ import torch
 import transfer.seg  # noqa: F401  (registers MIMViT)
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
-from pretrain.checkpoint_io import CheckpointError, CheckpointKind, classify_checkpoint
+from pretrain.checkpoints import CheckpointError, CheckpointKind, PartialLoadError, classify_checkpoint
 from pretrain.models import build_model
-from transfer.backbones import CheckpointMismatchError
 from transfer.seg.mmseg_vit_keys import mmseg_backbone_to_ours, mmseg_vit_to_ours
 from transfer.seg.train import build_config, config_for_backbone
 from transfer.toy_datasets import write_ade_toy
@@ -113,7 +112,7 @@ def test_converter_output_loads_as_the_official_file(tmp_path, toy_root):
     torch.save({"model": official}, tmp_path / "official.pth")
     torch.save(beit2mmseg(official), tmp_path / "converted.pth")
 
-    with pytest.raises(CheckpointMismatchError, match="--allow-partial-weights"):  # 2 of the row's 4 blocks
+    with pytest.raises(PartialLoadError):  # 2 of the row's 4 blocks
         load_toy_row(tmp_path, toy_root, str(tmp_path / "converted.pth"))
     direct = load_toy_row(tmp_path, toy_root, str(tmp_path / "official.pth"), allow_partial=True)
     converted = load_toy_row(tmp_path, toy_root, str(tmp_path / "converted.pth"), allow_partial=True)
@@ -130,8 +129,9 @@ def test_converter_output_loads_as_the_official_file(tmp_path, toy_root):
 def test_strictness_and_flag_as_for_pretraining_checkpoints(tmp_path, toy_root):
     state = {k: v for k, v in mmseg_mae_backbone().state_dict().items() if not k.startswith("layers.3.")}
     torch.save(state, tmp_path / "three_blocks.pth")
-    with pytest.raises(CheckpointMismatchError, match="--allow-partial-weights"):
+    with pytest.raises(PartialLoadError) as err:
         load_toy_row(tmp_path, toy_root, str(tmp_path / "three_blocks.pth"))
+    assert {k.split(".")[1] for k in err.value.left_at_init} == {"3"}
     ours = load_toy_row(tmp_path, toy_root, str(tmp_path / "three_blocks.pth"), allow_partial=True)
     assert {k.split(".")[1] for k in ours.load_report.missing if k.startswith("blocks.")} == {"3"}
     assert "blocks.2.mlp.fc2.weight" in ours.load_report.loaded

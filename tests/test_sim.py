@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pretrain.models import build_model
-from pretrain.models.checkpoint import load_pretrained
+from pretrain.checkpoints import load_pretrained
 from pretrain.models.pos_embed import get_2d_sincos_pos_embed, sincos_2d_from_coords
 from pretrain.models.sim import unigrad_loss
 from pretrain.models.sim.geometry import RelativeCrop, relative_crop, relative_pos_embed

@@ -1,7 +1,7 @@
 """Convert a pretraining checkpoint (official MAE / ConvMAE / SIM release, or an encoder.pth of
 tools/train_mim.py) into a checkpoint that detectron2 or mmseg loads into the backbone of one of our
 configs, and print what was mapped, resized, dropped and left at initialisation; or convert between the
-official MAE / SIM format and timm's / Hugging Face's (pretrain.interop, torch + timm only).
+official MAE / SIM format and timm's / Hugging Face's (pretrain.checkpoints.convert, torch + timm only).
 
     python tools/convert_checkpoint.py mae_pretrain_vit_base.pth out/mae_b_d2.pth --to detectron2 --backbone mae_vit_base
     python tools/convert_checkpoint.py convmae_base.pth out/convmae_b_seg.pth --to mmseg --backbone convmae_base
@@ -28,9 +28,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pretrain.checkpoint_formats import FORMATS as INTEROP_FORMATS
-from pretrain.checkpoint_io import CheckpointError
-from pretrain.interop import convert_file, parse_overrides
+from pretrain.checkpoints import FORMATS as INTEROP_FORMATS
+from pretrain.checkpoints import CheckpointError, convert_file, parse_overrides
 from transfer.convert import FORMATS as FRAMEWORKS
 
 

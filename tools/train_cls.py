@@ -30,7 +30,7 @@ import os
 import sys
 from pathlib import Path
 
-from pretrain.checkpoint_io import CheckpointError
+from pretrain.checkpoints import CheckpointError
 from pretrain.config import ConfigError
 from pretrain.encoders import ENCODERS, paper_rows
 from pretrain.labelled_data import UnknownClassError, UnreadableImageError
@@ -39,6 +39,7 @@ from pretrain.weights import WeightsNotFoundError, choose_weights
 from transfer.cls.config import PROTOCOLS, ClsConfig
 from transfer.cls.train import run
 from transfer.config_table import ConfigTable
+from transfer.run_flags import user_error
 
 CLS_CONFIGS = ConfigTable("cls")
 # input problems a user fixes (message says how) -> "error: ..." and exit status 1, no traceback
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         return run(cfg, eval_only=args.eval_only, resume=args.resume, overwrite=args.overwrite)
     except INPUT_ERRORS as exc:
-        sys.exit(f"error: {exc}")
+        sys.exit(f"error: {user_error(exc)}")
 
 
 if __name__ == "__main__":

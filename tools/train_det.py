@@ -33,7 +33,7 @@ from torch.multiprocessing import ProcessExitedException
 from pretrain.encoders import OFFICIAL_WEIGHTS
 from transfer.det.configs import BACKBONE_CONFIGS
 from transfer.det.train import REPORTED_BY_WORKER, USER_ERRORS, launch_run
-from transfer.run_flags import refuse_contradicting_flags
+from transfer.run_flags import refuse_contradicting_flags, user_error
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,7 +76,7 @@ def cli(argv=None) -> None:
     try:
         launch_run(args)  # transfer/det/train.py
     except USER_ERRORS as exc:
-        sys.exit(f"error: {exc}")
+        sys.exit(f"error: {user_error(exc)}")
     except ProcessExitedException as exc:
         if exc.exit_code != REPORTED_BY_WORKER:
             raise

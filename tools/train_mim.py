@@ -23,7 +23,7 @@ import argparse
 import os
 import sys
 
-from pretrain.checkpoint_io import CheckpointError
+from pretrain.checkpoints import CheckpointError
 from pretrain.config import ConfigError, load_config
 from pretrain.engine import train
 from pretrain.run_dir import RunDirError

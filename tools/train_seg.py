@@ -30,13 +30,16 @@ import sys
 
 from mmengine.config import DictAction
 
-from pretrain.checkpoint_io import CheckpointError
+from pretrain.checkpoints import CheckpointError
 from pretrain.run_dir import RunDirError
 from pretrain.weights import WeightsNotFoundError
-from transfer.backbones import CheckpointMismatchError
-from transfer.run_flags import refuse_contradicting_flags
+from transfer.run_flags import refuse_contradicting_flags, user_error
 from transfer.seg.run_options import UnknownOptionError
 from transfer.seg.train import BACKBONE_CONFIGS, build_config, config_for_backbone, run
+
+# how a user builds the backbone a checkpoint was trained with (named when a checkpoint lacks blocks)
+SIZES_HINT = ("--cfg-options model.backbone.depth=... / embed_dim=..., with out_indices and "
+              "optim_wrapper.paramwise_cfg.num_layers to match")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,9 +76,9 @@ def main(argv=None) -> dict:
             allow_partial_weights=args.allow_partial_weights,
         )
         metrics = run(cfg, eval_only=args.eval_only, overwrite=args.overwrite)
-    except (CheckpointError, CheckpointMismatchError, RunDirError, UnknownOptionError, WeightsNotFoundError) as exc:
+    except (CheckpointError, RunDirError, UnknownOptionError, WeightsNotFoundError) as exc:
         # bad --weights / checkpoint; a used or busy --work-dir; a misspelled --cfg-options key
-        sys.exit(f"error: {exc}")
+        sys.exit(f"error: {user_error(exc, SIZES_HINT)}")
     print(f"final {'test' if args.eval_only else 'validation'} metrics: {json.dumps(metrics)}")
     return metrics
 

@@ -27,11 +27,12 @@ import torch
 # ---- reconstructions (torch only) ---------------------------------------------------------------
 def load_pretraining_model(checkpoint: str, model_name: str | None = None) -> torch.nn.Module:
     """The full MAE / ConvMAE model (decoder included) of a pretraining checkpoint."""
-    from pretrain.checkpoint_formats import to_official
-    from pretrain.checkpoint_io import CheckpointKind, expect_kind, read_checkpoint, state_dict_of
+    from pretrain.checkpoints import (
+        CheckpointKind, CheckpointMismatchError, expect_kind, load_state_dict_checked, read_checkpoint, state_dict_of,
+        to_official,
+    )
     from pretrain.encoders import encoder
     from pretrain.models import build_model
-    from pretrain.models.checkpoint import CheckpointMismatchError, load_state_dict_checked
 
     obj = read_checkpoint(checkpoint)  # no code from the file runs; args / config are plain data
     kinds = (CheckpointKind.TRAINING_STATE, CheckpointKind.MAE, CheckpointKind.CONVMAE, CheckpointKind.SIM,
@@ -112,7 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from pretrain.checkpoint_io import CheckpointError
+    from pretrain.checkpoints import CheckpointError
 
     args = parse_args(argv)
     try:

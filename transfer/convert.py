@@ -28,13 +28,13 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from pretrain.checkpoint_io import ADVICE, CheckpointKind, atomic_save, classify_checkpoint
-from pretrain.models.checkpoint import read_state_dict
-from transfer.backbones import ConvMAEBackbone, LoadReport, ViTBackbone
-from transfer.backbones.checkpoint import CheckpointMismatchError, convert_state_dict
+from pretrain.checkpoints import (
+    ADVICE, CheckpointKind, CheckpointMismatchError, LoadReport, atomic_save, classify_checkpoint, state_and_source,
+)
+from transfer.backbones import ConvMAEBackbone, ViTBackbone, convert_state_dict
 
 __all__ = [
-    "CheckpointMismatchError", "ConversionResult", "FORMATS", "convert_checkpoint", "find_trunk",
+    "ConversionResult", "FORMATS", "convert_checkpoint", "find_trunk",
     "identify_checkpoint", "save_converted",
 ]
 
@@ -48,7 +48,7 @@ FAMILIES = {
 
 
 def identify_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """What a pretraining state dict is (``pretrain.checkpoint_io.classify_checkpoint``): 'convmae',
+    """What a pretraining state dict is (``pretrain.checkpoints.classify_checkpoint``): 'convmae',
     'sim', 'mae' or 'vit-encoder' (an encoder-only ViT export: MAE's ``mae_pretrain_vit_base.pth`` and
     SIM encoder exports look the same). Raises CheckpointMismatchError for fine-tuned detectors /
     segmentors and for files without encoder keys."""
@@ -112,8 +112,7 @@ def convert_checkpoint(
     """Map a pretraining checkpoint (path or state dict) onto ``trunk`` (a ``transfer.backbones``
     module), keys prefixed with ``prefix``. Raises CheckpointMismatchError for unreadable files,
     fine-tuned detectors / segmentors, files without encoder keys, another architecture or size."""
-    source = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "state dict"
-    state = read_state_dict(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else dict(checkpoint)
+    state, source = state_and_source(checkpoint)
     family = identify_checkpoint(state)
     mapped, report = convert_state_dict(trunk, state, source, strict)
     return ConversionResult({prefix + k: v.contiguous() for k, v in mapped.items()}, source, family, prefix, report)

@@ -43,12 +43,13 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
-from .checkpoint import DECODER_PREFIXES
 from .conv_stages import ConvStages, KeptLayout, PatchConv, patch_tokens
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
 from .reconstruction import patchify, reconstruction_loss, unpatchify
 from .registry import register_model
-from .vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
+from .vit_common import (
+    DECODER_PREFIXES, GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid,
+)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,10 +16,11 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
 from . import reconstruction
-from .checkpoint import DECODER_PREFIXES
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
 from .registry import register_model
-from .vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
+from .vit_common import (
+    DECODER_PREFIXES, GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid,
+)
 
 
 class MaskedAutoencoderViT(GradCheckpointing, nn.Module):

@@ -1,5 +1,6 @@
 """ViT pieces shared by MAE, SIM and ConvMAE: the official initialisation, fixed sin-cos position
-tables for any grid, and one activation-checkpointing switch (``GradCheckpointing``)."""
+tables for any grid, one activation-checkpointing switch (``GradCheckpointing``) and the key prefixes
+an encoder-only checkpoint lacks (``DECODER_PREFIXES``)."""
 from __future__ import annotations
 
 import torch
@@ -7,6 +8,9 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from .pos_embed import get_2d_sincos_pos_embed
+
+# keys of a pretraining model that an encoder-only checkpoint lacks (MAE, ConvMAE)
+DECODER_PREFIXES = ("decoder_", "mask_token")
 
 
 def run_block(block: nn.Module, *args: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:

@@ -12,7 +12,8 @@ returns a dict of feature maps [N, C, H/s, W/s]; every backbone declares them in
   ``SimpleFeaturePyramid`` (ViTDet) for detection, mmseg's ``Feature2Pyramid`` for segmentation,
   so that the official necks (and their checkpoints' key names) are used, not a copy.
 
-Weights: ``load_backbone_checkpoint(backbone, path)`` (``transfer.backbones.checkpoint``).
+Weights: ``load_backbone_checkpoint(backbone, path)`` / ``convert_state_dict`` (``transfer.backbones.loading``,
+on ``pretrain.checkpoints``).
 The table's settings are the official detection ones (ViTDet; ConvMAE's released ConvViTDet config); the
 segmentation recipes override what they change (``out_indices``, ``drop_path_rate``, ``img_size``).
 """
@@ -20,13 +21,13 @@ from __future__ import annotations
 
 from pretrain.encoders import ENCODERS, encoder
 
-from .checkpoint import CheckpointMismatchError, LoadReport, load_backbone_checkpoint
 from .convmae import ConvMAEBackbone
+from .loading import convert_state_dict, load_backbone_checkpoint
 from .vit import ViTBackbone
 
 __all__ = [
     "build_backbone", "list_backbones", "ViTBackbone", "ConvMAEBackbone",
-    "load_backbone_checkpoint", "LoadReport", "CheckpointMismatchError",
+    "convert_state_dict", "load_backbone_checkpoint",
 ]
 
 _CLASSES = {"vit": ViTBackbone, "convmae": ConvMAEBackbone}

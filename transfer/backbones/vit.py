@@ -17,7 +17,7 @@ neck's job and lives in the framework (detectron2 ``SimpleFeaturePyramid``, mmse
 ``Feature2Pyramid``); this module does not duplicate it.
 
 Parameter names are MAE's encoder names, so an MAE/SIM encoder state dict loads directly
-(``transfer.backbones.checkpoint.load_backbone_checkpoint`` drops cls_token, norm, decoder keys).
+(``transfer.backbones.load_backbone_checkpoint`` drops cls_token, norm, decoder keys).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from pretrain.labelled_data import LabelledImages
 from pretrain.weights import resolve_weights
 from transfer.cls.config import ClsConfig
 from transfer.cls.data import eval_loader
-from transfer.cls.checkpoint import load_classifier_weights
+from transfer.cls.weights import load_classifier_weights
 from transfer.cls.fewshot import fit_logistic
 from transfer.cls.models import build_classifier, cls_token_features
 

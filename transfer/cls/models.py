@@ -72,7 +72,7 @@ def trunk_size(encoder_name: str) -> TrunkSize:
 # ------------------------------------------------------------------------------------------ ViT
 class VisionTransformer(TimmVisionTransformer):
     """Official ``models_vit.VisionTransformer`` (see module doc). ``arch`` and ``num_prefix_tokens``
-    tell ``transfer.backbones.checkpoint`` how to map pretraining files onto it."""
+    tell ``transfer.backbones.convert_state_dict`` how to map pretraining files onto it."""
 
     arch = "vit"
 

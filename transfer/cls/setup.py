@@ -7,10 +7,9 @@ import torch
 import torch.nn as nn
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
-from pretrain.checkpoint_io import read_checkpoint, state_dict_of
+from pretrain.checkpoints import read_checkpoint, state_dict_of, strip_prefixes
 from pretrain.weights import resolve_weights
-from transfer.backbones.checkpoint import strip_prefixes
-from transfer.cls.checkpoint import load_classifier_weights, load_finetuned
+from transfer.cls.weights import load_classifier_weights, load_finetuned
 from transfer.cls.config import ClsConfig
 from transfer.cls.lars import LARS
 from transfer.cls.layer_decay import param_groups_lrd

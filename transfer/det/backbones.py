@@ -18,7 +18,8 @@ from detectron2.modeling import BACKBONE_REGISTRY, SimpleFeaturePyramid
 from detectron2.modeling.backbone import FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from transfer.backbones import LoadReport, build_backbone, load_backbone_checkpoint
+from pretrain.checkpoints import LoadReport
+from transfer.backbones import build_backbone, load_backbone_checkpoint
 
 # detectron2's own ImageNet RGB constants (0-255 scale), what MAE / ConvMAE / SIM were pretrained with
 _CONSTANTS = model_zoo.get_config("common/data/constants.py").constants

@@ -3,8 +3,8 @@
 fvcore's ``Checkpointer.save`` streams ``torch.save`` straight into ``model_XXXXXXX.pth`` and rewrites
 ``last_checkpoint`` in place, so a run killed during a save leaves a truncated checkpoint under its
 final name (and ``--resume`` then fails on it). Here both go through a temporary file, fsync and
-``os.replace`` (``pretrain.checkpoint_io.atomic_save`` / ``pretrain.run_dir.atomic_write_text``): a
-file under a final name is always complete. Loading reads files through ``pretrain.checkpoint_io.read_checkpoint``
+``os.replace`` (``pretrain.checkpoints.atomic_save`` / ``pretrain.run_dir.atomic_write_text``): a
+file under a final name is always complete. Loading reads files through ``pretrain.checkpoints.read_checkpoint``
 (``transfer.det.weights.SafeDetectionCheckpointer``): no file runs code when loaded.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pretrain.checkpoint_io import atomic_save
+from pretrain.checkpoints import atomic_save
 from pretrain.run_dir import atomic_write_text
 from transfer.det.weights import SafeDetectionCheckpointer
 

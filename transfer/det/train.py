@@ -18,7 +18,7 @@ from detectron2.config import LazyConfig
 from detectron2.engine import default_setup, launch
 from detectron2.utils import comm
 
-from pretrain.checkpoint_io import CheckpointError
+from pretrain.checkpoints import CheckpointError
 from pretrain.encoders import OFFICIAL_WEIGHTS
 from pretrain.run_dir import RunDirError, claim_run_dir
 from pretrain.weights import ChecksumError, WeightsNotFoundError, choose_weights, resolve_weights
@@ -27,6 +27,7 @@ from transfer.det.data import USE_FAST_COCO_EVAL, DatasetNotFoundError, check_da
 from transfer.det.distributed import micro_batch_size
 from transfer.det.engine import do_eval_only, do_train
 from transfer.det.log_setup import keep_environment_dump_off_screen
+from transfer.run_flags import user_error
 
 # what a user can fix: bad --weights, overrides or data; a used or busy --output
 USER_ERRORS = (CheckpointError, RunDirError, ConfigValueError, WeightsNotFoundError, ChecksumError, DatasetNotFoundError)
@@ -150,7 +151,7 @@ def main(args: argparse.Namespace) -> dict:
     except USER_ERRORS as exc:
         if comm.get_world_size() == 1:
             raise
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"error: {user_error(exc)}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(REPORTED_BY_WORKER)  # not SystemExit: the other processes wait in collectives
 

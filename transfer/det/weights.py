@@ -1,6 +1,6 @@
-"""``--weights`` for detection: one read of the file (``pretrain.checkpoint_io``), then either a
+"""``--weights`` for detection: one read of the file (``pretrain.checkpoints``), then either a
 whole-detector checkpoint into the detector or a pretraining checkpoint into the backbone trunk, and an
-error when backbone parameters would be left at their initial values.
+error (``PartialLoadError``) when backbone parameters would be left at their initial values.
 
 Whole detectors come in two layouts for the trunk: ours (``backbone.net.net.*`` for ViTDet,
 ``backbone.bottom_up.net.*`` for ConvMAE: our ``MIMBackbone`` wraps the trunk as ``.net``) and the
@@ -20,15 +20,16 @@ import torch
 import torch.nn as nn
 from detectron2.checkpoint import DetectionCheckpointer
 
-from pretrain.checkpoint_io import (
-    CheckpointError, CheckpointKind, describe_checkpoint, expect_kind, read_checkpoint, require_loaded, state_dict_of,
+from pretrain.checkpoints import (
+    OPTIONAL_KEYS, PRETRAINING_KINDS, CheckpointError, CheckpointKind, LoadReport, describe_checkpoint, expect_kind,
+    read_checkpoint, require_loaded, state_dict_of,
 )
-from transfer.backbones.checkpoint import OPTIONAL_KEYS, LoadReport, convert_state_dict
+from transfer.backbones import convert_state_dict
 from transfer.convert import TRUNK_TYPES, find_trunk
 
 logger = logging.getLogger("detectron2")
 
-ACCEPTED = [CheckpointKind.DETECTRON2] + [k for k in CheckpointKind if k.is_pretraining]
+ACCEPTED = [CheckpointKind.DETECTRON2, *PRETRAINING_KINDS]
 PURPOSE = "a pretraining checkpoint of the backbone (MAE / ConvMAE / SIM) or a detectron2 checkpoint of the detector"
 EXPECTED_AT_INIT = (
     " Relative position tables (rel_pos_h / rel_pos_w, relative_position_bias_table) and layer scales"
@@ -37,7 +38,7 @@ EXPECTED_AT_INIT = (
 
 
 class SafeDetectionCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer whose files are read by ``pretrain.checkpoint_io.read_checkpoint``: its
+    """DetectionCheckpointer whose files are read by ``pretrain.checkpoints.read_checkpoint``: its
     ``.pkl`` models no longer go through plain pickle, and no file runs code when loaded."""
 
     def _load_file(self, filename: str) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def load_pretraining(model: nn.Module, state: dict[str, torch.Tensor], source: s
 def load_weights(model: nn.Module, path: str | os.PathLike, allow_partial: bool = False,
                  detector_only: bool = False) -> CheckpointKind | None:
     """``--weights``: read ``path`` once, load it as a whole detector or into the backbone, and refuse
-    (CheckpointError) a file that leaves backbone parameters at init unless ``allow_partial``.
+    (PartialLoadError) a file that leaves backbone parameters at init unless ``allow_partial``.
     ``detector_only`` (evaluation, visualisation): refuse pretraining files, whose heads would be random.
     No path: nothing is loaded (None)."""
     if not path:
@@ -117,6 +118,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike, allow_partial: bool 
     left = loader(model, state, source)
     require_loaded(left, source, allow_partial, EXPECTED_AT_INIT)
     if left:
-        logger.warning("%d backbone parameters left at init (allowed by --allow-partial-weights): %s",
+        logger.warning("%d backbone parameters left at init (allowed: allow_partial_weights): %s",
                        len(left), left[:10])
     return kind

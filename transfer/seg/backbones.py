@@ -21,8 +21,8 @@ MAE configs start from, renamed by ``mmseg_vit_keys.mmseg_backbone_to_ours``) th
 ``transfer.backbones.convert_state_dict`` in ``init_weights()``: the file is read once
 (``read_backbone_state``), position tables are resized to the training size, a checkpoint of another
 architecture or size is refused with ``CheckpointMismatchError``, and the key report is logged and
-kept as ``self.load_report``. ``init_cfg`` ``strict=False`` accepts a checkpoint that leaves backbone
-blocks at init (``tools/train_seg.py --allow-partial-weights``).
+kept as ``self.load_report``. A checkpoint that leaves backbone blocks at init raises ``PartialLoadError``;
+``init_cfg`` ``strict=False`` accepts it (``tools/train_seg.py --allow-partial-weights``).
 """
 from __future__ import annotations
 
@@ -36,18 +36,17 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from mmseg.registry import MODELS
-from pretrain.checkpoint_io import (
-    PARTIAL_FLAG, CheckpointError, CheckpointKind, expect_kind, read_checkpoint, state_dict_of,
+from pretrain.checkpoints import (
+    PRETRAINING_KINDS, PRETRAINING_PURPOSE, CheckpointError, CheckpointKind, LoadReport, expect_kind, read_checkpoint,
+    state_dict_of,
 )
 from pretrain.encoders import OFFICIAL_WEIGHTS
-from pretrain.models.checkpoint import PRETRAINING_PURPOSE
 from pretrain.weights import names_a_download, resolve_weights
-from transfer.backbones import CheckpointMismatchError, LoadReport, build_backbone
-from transfer.backbones.checkpoint import convert_state_dict
+from transfer.backbones import build_backbone, convert_state_dict
 
 from .mmseg_vit_keys import mmseg_backbone_to_ours
 
-BACKBONE_KINDS = [k for k in CheckpointKind if k.is_pretraining] + [CheckpointKind.MMSEG_VIT_BACKBONE]
+BACKBONE_KINDS = [*PRETRAINING_KINDS, CheckpointKind.MMSEG_VIT_BACKBONE]
 
 
 def read_backbone_state(path: str) -> tuple[dict[str, torch.Tensor], str, list[str]]:
@@ -99,23 +98,8 @@ class _PretrainedBackbone(BaseModule):
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get("type") == "Pretrained":
             path = resolve_weights(os.path.expanduser(cfg["checkpoint"]))
-            strict = cfg.get("strict", True)
             state, source, dropped = read_backbone_state(path)
-            try:
-                loaded, report = convert_state_dict(self.net, state, source, strict=strict)
-            except CheckpointMismatchError as e:
-                if not strict:
-                    raise
-                try:  # would it load without the blocks it lacks? (the run fails either way)
-                    convert_state_dict(self.net, state, source, strict=False)
-                except CheckpointMismatchError:
-                    raise e from None
-                raise CheckpointMismatchError(
-                    f"{e} From tools/train_seg.py: build the backbone the checkpoint was trained with "
-                    f"(--cfg-options model.backbone.depth=... / embed_dim=..., with out_indices and "
-                    f"optim_wrapper.paramwise_cfg.num_layers to match), or pass {PARTIAL_FLAG} to train with "
-                    "the blocks it lacks at their initial values (config: init_cfg strict=False)."
-                ) from e
+            loaded, report = convert_state_dict(self.net, state, source, strict=cfg.get("strict", True))
             self.net.load_state_dict(loaded, strict=False)
             report.dropped += dropped
             self.load_report = report

@@ -10,7 +10,6 @@ naming them, and logs what was loaded. The configs in configs/seg list it in ``c
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Mapping
 
 import torch
@@ -20,37 +19,30 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmseg.registry import HOOKS
-from pretrain.checkpoint_io import CheckpointError
+from pretrain.checkpoints import CheckpointMismatchError, group_keys, key_mismatch
 
 from .mmseg_vit_keys import MMSEG_PREFIX, is_mmseg_vit_state, mmseg_vit_to_ours
-
-
-def _groups(keys: list[str]) -> str:
-    """'backbone.net.blocks.*.norm1.weight (12), ...' (block numbers folded)."""
-    counts = Counter(re.sub(r"\.\d+(?=\.|$)", ".*", k) for k in keys)
-    return ", ".join(f"{k} ({n})" for k, n in sorted(counts.items())[:8]) + (" ..." if len(counts) > 8 else "")
 
 
 def match_segmentor_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> tuple[dict, str]:
     """The checkpoint's state dict under the model's names, and a one-line report.
 
-    Raises CheckpointError when a model key is missing, a checkpoint key is unknown, or a shape differs."""
+    Raises CheckpointMismatchError when a model key is missing, a checkpoint key is unknown, or a shape
+    differs."""
     state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
     note, dropped = "", []
     backbone = getattr(model, "backbone", None)
     if type(backbone).__name__ == "MIMViT" and is_mmseg_vit_state(state):
         state, dropped = mmseg_vit_to_ours(state)
-        note = f"; mmseg's ViT backbone names converted to MIMViT's, dropped: {_groups(dropped) or 'none'}"
+        note = f"; mmseg's ViT backbone names converted to MIMViT's, dropped: {group_keys(dropped, limit=8)}"
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise CheckpointError(
-            f"{source} does not fit this segmentor: {len(missing)} model keys missing ({_groups(missing) or 'none'}), "
-            f"{len(unexpected)} unexpected ({_groups(unexpected) or 'none'}), {len(shapes)} shape mismatches "
-            f"({'; '.join(shapes[:3]) or 'none'}). Pass a checkpoint of this config (same backbone, sizes and "
+    found = key_mismatch(own, state)
+    if found:
+        raise CheckpointMismatchError(
+            f"{source} does not fit this segmentor: {len(found.missing)} model keys missing "
+            f"({group_keys(found.missing, limit=8)}), {len(found.unexpected)} unexpected "
+            f"({group_keys(found.unexpected, limit=8)}), {len(found.shapes)} shape mismatches "
+            f"({'; '.join(found.shapes[:3]) or 'none'}). Pass a checkpoint of this config (same backbone, sizes and "
             "classes); a pretraining checkpoint of the backbone goes to --weights as well and is loaded into "
             "the backbone only."
         )

@@ -17,7 +17,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from pretrain.checkpoint_io import CheckpointError, CheckpointKind, expect_kind, read_checkpoint
+from pretrain.checkpoints import CheckpointError, CheckpointKind, expect_kind, read_checkpoint
 from pretrain.run_dir import claim_run_dir, is_main_process
 import transfer.seg  # noqa: F401  (registers our modules, installs the weights_only checkpoint loader)
 from transfer.seg import distributed

@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 import transfer.seg  # noqa: F401  (registers our backbones, installs the weights_only checkpoint loader)
 from mmseg.apis import inference_model, init_model, show_result_pyplot
 from mmseg.registry import DATASETS
-from pretrain.checkpoint_io import read_checkpoint, state_dict_of
+from pretrain.checkpoints import read_checkpoint, state_dict_of
 from transfer.seg.load_hook import match_segmentor_state
 
 

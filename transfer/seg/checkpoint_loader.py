@@ -1,4 +1,4 @@
-"""mmengine reads local checkpoint files through ``pretrain.checkpoint_io.read_checkpoint``.
+"""mmengine reads local checkpoint files through ``pretrain.checkpoints.read_checkpoint``.
 
 mmengine 0.10.7 loads local checkpoints (``load_from``, ``resume``, ``Pretrained`` init) with a bare
 ``torch.load`` (``load_from_local``). Its default under torch >= 2.6, ``weights_only=True`` without an
@@ -6,7 +6,7 @@ allow-list, refuses mmengine's own training checkpoints (a ``MessageHub`` state 
 objects holding numpy arrays; open-mmlab/mmengine#1655); ``weights_only=False`` would run code from any
 file. Here the local-file loader is replaced through mmengine's own extension point
 (``CheckpointLoader.register_scheme``) by ``read_checkpoint``: ``weights_only=True`` with the project's
-one allow-list (numpy arrays, ``HistoryBuffer``; see ``pretrain.checkpoint_io``), so every file mmengine
+one allow-list (numpy arrays, ``HistoryBuffer``; see ``pretrain.checkpoints``), so every file mmengine
 opens locally is read the same way as in every other tool.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from pretrain.checkpoint_io import read_checkpoint
+from pretrain.checkpoints import read_checkpoint
 
 
 def load_from_local_weights_only(filename: str, map_location: Any = None) -> Any:

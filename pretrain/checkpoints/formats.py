@@ -24,24 +24,21 @@ that loads the result.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
 
-from pretrain.checkpoint_io import HF_VIT_MARKER, CheckpointError
+from .errors import FormatMismatchError
+from .kinds import HF_VIT_MARKER
+from .report import group_keys
 
 __all__ = [
-    "FORMATS", "FormatMismatchError", "FormatReport", "ViTArch", "hf_config", "is_hf_vit", "official_to_hf",
+    "FORMATS", "FormatReport", "ViTArch", "hf_config", "is_hf_vit", "official_to_hf",
     "official_to_timm", "timm_model_args", "to_official",
 ]
 
 FORMATS = ("official", "timm", "hf")
-
-
-class FormatMismatchError(CheckpointError):
-    """A timm / Hugging Face checkpoint with parts the official ViT has no place for (or the reverse)."""
 
 
 @dataclass
@@ -55,10 +52,8 @@ class FormatReport:
     dropped: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        groups = Counter(re.sub(r"\.\d+(\.|$).*", ".*", k) for k in self.dropped)
-        dropped = ", ".join(f"{k} ({n})" for k, n in sorted(groups.items())) or "none"
         qkv = f", query/key/value of {self.qkv_layers} layers fused or split" if self.qkv_layers else ""
-        return f"{self.fmt}: {self.renamed} tensors{qkv}; dropped: {dropped}"
+        return f"{self.fmt}: {self.renamed} tensors{qkv}; dropped: {group_keys(self.dropped, full=False)}"
 
 
 # ------------------------------------------------------------------------------------ Hugging Face

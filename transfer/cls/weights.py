@@ -1,17 +1,17 @@
 """Weights for a classifier (``transfer.cls.models.build_classifier``).
 
-``load_classifier_weights(model, checkpoint)`` reads the file through ``pretrain.checkpoint_io`` (no
+``load_classifier_weights(model, checkpoint)`` reads the file through ``pretrain.checkpoints`` (no
 code from it runs) and:
 - a fine-tuned file (every parameter and buffer of the model, same names and shapes, e.g. the
   released ``mae_finetuned_vit_base.pth``) is loaded strictly: an extra key is an error;
 - a pretraining file (official MAE / ConvMAE / SIM checkpoint, our ``encoder.pth``) is loaded as the
   official main_finetune.py / main_linprobe.py do: a head of another shape is removed,
   ``pos_embed`` is interpolated to the model's grid (bicubic, as the official
-  ``interpolate_pos_embed``; ``transfer.backbones.pos_resize``), keys the classifier has no use for
+  ``interpolate_pos_embed``; ``transfer.backbones.convert_state_dict``), keys the classifier has no use for
   (decoder, final ``norm`` under global pooling, SIM's target branch) are dropped and reported,
   and the head's weight is re-drawn from trunc-normal(``head_init_std``; 2e-5 for fine-tuning as
-  official). Only ``head.*`` and ``fc_norm.*`` may stay at init; anything else is an error unless
-  ``allow_partial``.
+  official). Only ``head.*`` and ``fc_norm.*`` may stay at init; anything else is an error
+  (``PartialLoadError``) unless ``allow_partial``.
 Returns the ``LoadReport`` (also logged).
 """
 from __future__ import annotations
@@ -25,9 +25,8 @@ import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
 
-from pretrain.checkpoint_io import require_loaded
-from pretrain.models.checkpoint import CheckpointMismatchError, describe_mismatch, read_state_dict
-from transfer.backbones.checkpoint import LoadReport, convert_state_dict, strip_prefixes
+from pretrain.checkpoints import LoadReport, check_fits, require_loaded, state_and_source, strip_prefixes
+from transfer.backbones import convert_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +42,8 @@ def is_complete(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> boo
 def load_finetuned(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
     """Strict load of a whole trained classifier; any missing, unexpected or reshaped key raises
     CheckpointMismatchError naming them."""
-    problems = describe_mismatch(model, state_dict)
-    if problems:
-        raise CheckpointMismatchError(
-            f"{source} is not a trained {type(model).__name__} of this shape: " + " | ".join(problems)
-            + ". Is it a model with another number of classes, pooling (global_pool) or protocol?")
+    check_fits(model, state_dict, f"{source} is not a trained {type(model).__name__} of this shape",
+               "Is it a model with another number of classes, pooling (global_pool) or protocol?")
     model.load_state_dict(state_dict, strict=True)
     return LoadReport(source, loaded=sorted(state_dict))
 
@@ -71,11 +67,8 @@ def load_pretrained_trunk(model: nn.Module, state_dict: Mapping[str, torch.Tenso
 def load_classifier_weights(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
                             head_init_std: float = FINETUNE_HEAD_STD, allow_partial: bool = False) -> LoadReport:
     """Load a fine-tuned (strict) or a pretraining file (trunk + new head) into ``model``."""
-    source = "state dict"
-    if isinstance(checkpoint, (str, os.PathLike)):
-        source = str(checkpoint)
-        checkpoint = read_state_dict(checkpoint)
-    state_dict, _ = strip_prefixes(checkpoint)
+    state, source = state_and_source(checkpoint)
+    state_dict, _ = strip_prefixes(state)
     if is_complete(model, state_dict):
         report = load_finetuned(model, state_dict, source)
     else:

@@ -1,6 +1,6 @@
 """File-to-file conversion between the official MAE / SIM checkpoint format (what every tool of this
 project reads) and timm's / Hugging Face's (``tools/convert_checkpoint.py --to official|timm|hf``).
-torch + timm's ``safetensors`` only; the key maps are ``pretrain.checkpoint_formats``.
+torch + timm's ``safetensors`` only; the key maps are ``formats``.
 
 * ``official``: a timm / Hugging Face (or official) file -> ``{'model': state}`` in the official names.
 * ``timm``: the encoder in timm's ``VisionTransformer`` names, ``.safetensors`` (or a torch file for any
@@ -23,16 +23,15 @@ from typing import Mapping
 
 import torch
 
-from pretrain.checkpoint_formats import (
-    FORMATS, FormatMismatchError, ViTArch, hf_config, official_to_hf, official_to_timm, timm_model_args, to_official,
-)
-from pretrain.checkpoint_io import (
-    CheckpointKind, atomic_save, classify_checkpoint, expect_kind, read_checkpoint, state_dict_of,
-)
 from pretrain.encoders import ENCODERS, encoder
 from pretrain.run_dir import atomic_write
 
-__all__ = ["InteropResult", "convert_file", "vit_arch"]
+from .errors import FormatMismatchError
+from .files import atomic_save, read_checkpoint
+from .formats import FORMATS, ViTArch, hf_config, official_to_hf, official_to_timm, timm_model_args, to_official
+from .kinds import PRETRAINING_KINDS, CheckpointKind, classify_checkpoint, expect_kind, state_dict_of
+
+__all__ = ["InteropResult", "convert_file", "parse_overrides", "vit_arch"]
 
 PURPOSE = "an MAE / SIM ViT checkpoint (official, ours, timm's or Hugging Face's)"
 
@@ -114,7 +113,7 @@ def vit_arch(state: Mapping[str, torch.Tensor], name: str | None = None, overrid
 
 def _read_official(path: str, target: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     obj = read_checkpoint(path)
-    kind = expect_kind(obj, path, [k for k in CheckpointKind if k.is_pretraining], PURPOSE)
+    kind = expect_kind(obj, path, PRETRAINING_KINDS, PURPOSE)
     if kind is CheckpointKind.CONVMAE and target != "official":
         raise FormatMismatchError(f"{path} is a ConvMAE checkpoint: timm and Hugging Face have no ConvMAE model "
                                   "to hold it (its convolutional stages have no ViT counterpart)")
