@@ -59,6 +59,17 @@ def test_grayscale_and_solarize_equal_pil(images):
         assert torch.equal(color.solarize_(_planes(img)), _planes(ImageOps.solarize(img)))
 
 
+def test_hue_coefficients_round_alike_in_float32_for_every_value():
+    """adjust_hue_ rounds V * k with float32 factors k; Pillow computes round(V * k) in double: equal for
+    every (S, H) factor of every channel and every V in 0..255 (2^24 cases per channel)."""
+    exact = color.hsv_coefficients()
+    assert exact.dtype == torch.float64 and exact.shape == (3, 256 * 256)
+    v = torch.arange(256.0)
+    for c in range(3):
+        ours = (color._hsv_tables().coef[c].view(-1, 1) * v).add_(0.5).floor_()
+        assert torch.equal(ours.double(), (exact[c].view(-1, 1) * v.double()).add_(0.5).floor_()), c
+
+
 def test_blur_edges_of_images_smaller_than_the_box():
     rng = np.random.default_rng(1)
     for h, w in [(1, 1), (2, 3), (5, 2)]:

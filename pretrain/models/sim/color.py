@@ -64,7 +64,8 @@ def solarize_(x: torch.Tensor) -> torch.Tensor:
 def adjust_hue_(x: torch.Tensor, factor: float) -> torch.Tensor:
     """torchvision's PIL ``adjust_hue``: RGB -> Pillow's 8-bit HSV, H += int(factor * 255) (mod 256),
     -> RGB; the round trip quantises S and H even for a zero shift. Table look-ups (``_hsv_tables``)
-    give Pillow's 8-bit H and S, and its rounded P; Q and T are computed from a table of their factor."""
+    give Pillow's 8-bit H and S; each output channel is round(V * k) with k, by (S, shifted H), from
+    ``_HSVTables.coef`` (1 for V, Pillow's factor of P, Q or T)."""
     t = _hsv_tables()
     r, g, b = x.unbind(0)
     val = torch.maximum(torch.maximum(r, g), b)
@@ -74,31 +75,18 @@ def adjust_hue_(x: torch.Tensor, factor: float) -> torch.Tensor:
     case = not_r * (1 + not_g)  # 0: R is the maximum, 1: G (R is not), 2: B (Pillow's order)
     key = (ar + ag).mul_(512).add_(ab).add_(ag).add_(case, alpha=512 * 512).int().view(-1)
     hue = t.hue.index_select(0, key) + (int(factor * 255) & 255)  # uint8: the shift wraps as Pillow's
-    sat = t.sat.index_select(0, span.mul_(256).add_(val).int().view(-1)).int().mul_(256)
-    vi = val.int().view(-1)
-    u = t.unit.index_select(0, sat + hue).mul_(vi).add_(0.5).floor_()  # C round() of a positive double
-    p = t.p.index_select(0, sat.add_(vi))
-    vup = torch.stack([vi, u.int(), p.int()]).view(-1)  # [3 * H*W]: V, then Q or T, then P of every pixel
-    rows = hue.int() + _CHANNEL_ROWS  # [3, H*W]: row c of the [3, 256] table, column H
-    pick = t.order.view(-1).index_select(0, rows.view(-1)).view(3, -1)  # 0, 1, 2: V, Q or T, P
-    pick = pick.mul_(vi.numel()).add_(_pixel_index(vi.numel()))  # its place in ``vup``
-    return vup.index_select(0, pick.view(-1)).view(x.shape).float()
-
-
-_CHANNEL_ROWS = torch.tensor([[0], [256], [512]], dtype=torch.int32)
-
-
-@functools.lru_cache(maxsize=4)
-def _pixel_index(n: int) -> torch.Tensor:
-    return torch.arange(n, dtype=torch.int32)
+    sat = t.sat.index_select(0, span.mul_(256).add_(val).int().view(-1))
+    cell = sat.int().mul_(256).add_(hue)  # S * 256 + H
+    out = torch.empty_like(x).view(3, -1)
+    for c in range(3):
+        torch.index_select(t.coef[c], 0, cell, out=out[c])
+    return out.mul_(val.view(1, -1)).add_(0.5).floor_().view(x.shape)
 
 
 class _HSVTables(NamedTuple):
     hue: torch.Tensor  # uint8 [3 * 512 * 512]: H of (maximum channel, two sums of distances below it)
     sat: torch.Tensor  # uint8 [256 * 256]: S of (maximum - minimum, maximum)
-    unit: torch.Tensor  # float64 [256 * 256]: of (S, H): 1 - fs * f (odd sextants, Q) or 1 - fs * (1 - f) (T)
-    p: torch.Tensor  # uint8 [256 * 256]: P of (S, V)
-    order: torch.Tensor  # int32 [3, 256]: which of (V, Q/T, P) each of R, G, B takes in the sextant of H
+    coef: torch.Tensor  # float32 [3, 256 * 256]: of (S, H): R, G, B = round(V * coef) in ``hsv2rgb``
 
 
 def _table_hue() -> torch.Tensor:
@@ -123,26 +111,32 @@ def _table_hue() -> torch.Tensor:
     return torch.cat(hues).to(torch.uint8)
 
 
-@functools.lru_cache(maxsize=1)
-def _hsv_tables() -> _HSVTables:
-    """Pillow's libImaging/Convert.c ``rgb2hsv_row`` and ``hsv2rgb`` evaluated for every 8-bit input, in
-    float32 where Pillow uses float and float64 where its expressions promote to double."""
-    a1, a2 = (v.reshape(-1) for v in torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij"))
-    cr, maxc = a1, a2  # S: (int)(cr / (float)maxc * 255.0)
-    sat = (cr / maxc.clamp(min=1)).double().mul_(255).trunc_().masked_fill_(cr > maxc, 0).to(torch.uint8)
-    s, h = a1.double(), a2.double()
+def hsv_coefficients() -> torch.Tensor:
+    """float64 [3, 256 * 256]: by (S, H), the factor k of V that ``hsv2rgb`` rounds to each of R, G, B
+    (round(V * k) as a C double): 1 for V, 1 - fs for P, 1 - fs * f for Q (odd sextants) and
+    1 - fs * (1 - f) for T, with Pillow's float32 fs = S / 255 and f (the fraction of H * 6 / 255)."""
+    s, h = (v.reshape(-1).double() for v in torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij"))
     h6 = h * 6.0 / 255.0
     sextant = h6.floor()
     frac, fs = (h6 - sextant).float(), (s / 255.0).float()
     unit_q = 1.0 - (fs * frac).double()
     unit_t = 1.0 - fs.double() * (1.0 - frac.double())
-    unit = torch.where(sextant.remainder(2) == 1, unit_q, unit_t)
-    v = a2.double()  # P: round(v * (1.0 - fs)), indexed by (S, V)
-    p = (v * (1.0 - fs.double())).add_(0.5).floor_().to(torch.uint8)
-    # R, G, B per sextant 0..5 (6 = 0): (V,T,P) (Q,V,P) (P,V,T) (P,Q,V) (T,P,V) (V,P,Q)
+    coef = torch.stack([torch.ones_like(s), torch.where(sextant.remainder(2) == 1, unit_q, unit_t), 1.0 - fs.double()])
+    # R, G, B per sextant 0..5 (6 = 0) take coef 0 (V), 1 (Q or T) or 2 (P):
+    # (V,T,P) (Q,V,P) (P,V,T) (P,Q,V) (T,P,V) (V,P,Q)
     by_sextant = torch.tensor([[0, 1, 2, 2, 1, 0], [1, 0, 0, 1, 2, 2], [2, 2, 1, 0, 0, 1]])
-    order = by_sextant[:, (torch.arange(256) * 6.0 / 255.0).floor().long().remainder(6)].int()
-    return _HSVTables(_table_hue(), sat, unit, p, order)
+    return coef.gather(0, by_sextant[:, sextant.long().remainder(6)])
+
+
+@functools.lru_cache(maxsize=1)
+def _hsv_tables() -> _HSVTables:
+    """Pillow's libImaging/Convert.c ``rgb2hsv_row`` and ``hsv2rgb`` evaluated for every 8-bit input, in
+    float32 where Pillow uses float and float64 where its expressions promote to double. The factors of
+    V are kept in float32: round(V * k) is the same for every V in 0..255 (tests/test_sim_color.py)."""
+    a1, a2 = (v.reshape(-1) for v in torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij"))
+    cr, maxc = a1, a2  # S: (int)(cr / (float)maxc * 255.0)
+    sat = (cr / maxc.clamp(min=1)).double().mul_(255).trunc_().masked_fill_(cr > maxc, 0).to(torch.uint8)
+    return _HSVTables(_table_hue(), sat, hsv_coefficients().float())
 
 
 def box_blur_weights(sigma: float, passes: int = 3) -> tuple[int, int, int]:
@@ -162,29 +156,57 @@ def box_blur_weights(sigma: float, passes: int = 3) -> tuple[int, int, int]:
     return r, inner, (_ONE - (2 * r + 1) * inner) // 2
 
 
-def _box_pass(x: torch.Tensor, dim: int, r: int, inner: int, outer: int) -> torch.Tensor:
-    """One box blur along ``dim`` of int32 levels, edge pixels repeated (Pillow's line blur):
-    out[k] = (inner * sum(x[k-r..k+r]) + outer * (x[k-r-1] + x[k+r+1]) + 2^23) >> 24, exact in int32 by
-    splitting the 24-bit weights into 12-bit halves (the sums need up to 35 bits; float32 is not
-    exact: the weights approximate fractions like 2/3 and 1/6 within 2^-24, so many sums lie just
-    below a half)."""
-    n = x.shape[dim]
-    pad = [r + 1 if d == dim % x.ndim else -1 for d in range(x.ndim)]
-    padded = torch.cat([x.narrow(dim, 0, 1).expand(*pad), x, x.narrow(dim, n - 1, 1).expand(*pad)], dim)
-    window = padded.narrow(dim, 1, n)  # x[k-r..k+r] is padded[k+1..k+2r+1]
-    for k in range(2, 2 * r + 2):
-        window = window + padded.narrow(dim, k, n)
-    far = padded.narrow(dim, 0, n) + padded.narrow(dim, 2 * r + 2, n)
-    high = (window * (inner >> 12)).add_(far, alpha=outer >> 12)
-    low = (window * (inner & 4095)).add_(far, alpha=outer & 4095).add_(_ONE // 2).bitwise_right_shift_(12)
-    return high.add_(low).bitwise_right_shift_(12)
+class _BoxPasses:
+    """Pillow's box passes on int32 levels centred on 128 (x - 128), held in a buffer [A, n + 2r + 2, B]
+    padded along dim 1 by r + 1 copies of each edge value (Pillow's line blur repeats the edge pixels).
+    One pass: out[k] = (inner * sum(x[k-r..k+r]) + outer * (x[k-r-1] + x[k+r+1]) + 2^23) >> 24, which
+    on the centred levels is (inner * S' + outer * F' + const) >> 24 with const = 2^23 - 128 * (2^24 -
+    (2r + 1) * inner - 2 * outer): every term stays within int32 (|level| <= 128, weights summing to at
+    most 2^24), and the arithmetic shift floors as Pillow's does. Float32 is not exact: the weights
+    approximate fractions like 2/3 and 1/6 within 2^-24, so many sums lie just below a half."""
+
+    def __init__(self, sigma: float):
+        self.r, self.inner, self.outer = box_blur_weights(sigma)
+        const = (1 << 23) - 128 * (_ONE - (2 * self.r + 1) * self.inner - 2 * self.outer)
+        self.const = torch.tensor(const, dtype=torch.int32)  # a tensor: torch.add(const, x, alpha=w) is one op
+
+    def buffer(self, levels: torch.Tensor) -> torch.Tensor:
+        """Centred int32 levels [A, n, B] -> the padded buffer of its first pass."""
+        a, n, b = levels.shape
+        buf = torch.empty(a, n + 2 * self.r + 2, b, dtype=torch.int32)
+        buf.narrow(1, self.r + 1, n).copy_(levels).sub_(128)
+        return self._pad(buf, n)
+
+    def _pad(self, buf: torch.Tensor, n: int) -> torch.Tensor:
+        r = self.r
+        buf.narrow(1, 0, r + 1).copy_(buf.narrow(1, r + 1, 1).expand(-1, r + 1, -1))
+        buf.narrow(1, n + r + 1, r + 1).copy_(buf.narrow(1, n + r, 1).expand(-1, r + 1, -1))
+        return buf
+
+    def weighted(self, buf: torch.Tensor) -> torch.Tensor:
+        """One pass before the shift: inner * S' + outer * F' + const, [A, n, B]."""
+        r, n = self.r, buf.shape[1] - 2 * self.r - 2
+        taps = torch.add(self.const, buf.narrow(1, 1, n), alpha=self.inner)  # const: an int32 scalar tensor
+        for k in range(2, 2 * r + 2):
+            taps.add_(buf.narrow(1, k, n), alpha=self.inner)
+        far = buf.narrow(1, 0, n) + buf.narrow(1, 2 * r + 2, n)
+        return taps.add_(far, alpha=self.outer)
+
+    def next_buffer(self, weighted: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+        """The shifted levels of a pass, viewed as ``shape``, written into the next pass's buffer."""
+        a, n, b = shape
+        buf = torch.empty(a, n + 2 * self.r + 2, b, dtype=torch.int32)
+        torch.bitwise_right_shift(weighted.view(shape), 24, out=buf.narrow(1, self.r + 1, n))
+        return self._pad(buf, n)
 
 
 def gaussian_blur_(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """``ImageFilter.GaussianBlur(radius=sigma)``: three box passes along the rows, then three along the
-    columns, each rounded to whole levels as Pillow's 8-bit passes are."""
-    r, inner, outer = box_blur_weights(sigma)
-    x = x.int()
-    for dim in (2, 2, 2, 1, 1, 1):
-        x = _box_pass(x, dim, r, inner, outer)
-    return x.float()
+    columns, each rounded to whole levels as Pillow's 8-bit passes are (``_BoxPasses``)."""
+    c, h, w = x.shape
+    shapes = [(c * h, w, 1)] * 3 + [(c, h, w)] * 3  # passes along dim 1 of each: rows, then columns
+    box = _BoxPasses(sigma)
+    buf = box.buffer(x.view(shapes[0]))
+    for k in range(5):
+        buf = box.next_buffer(box.weighted(buf), shapes[k + 1])
+    return box.weighted(buf).bitwise_right_shift_(24).add_(128).view(c, h, w).float()
