@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pretrain.config import load_config
+from transfer.claim import finetune as ft
 from transfer.claim.frozen_eval import POOL, build_encoder
 from transfer.claim.pipeline import METHODS, pretrain_overrides
 from transfer.claim.report import Stat, beats, markdown_table
@@ -57,14 +58,48 @@ def test_missing_pretraining_run_is_an_error(tmp_path):
         build_encoder(cfg, tmp_path)
 
 
+def test_table_marks_metrics_a_row_has_no_run_of():
+    results = {"random_vit": {0: {"AP_box": 2.0, "mIoU": 30.0}, 1: {"AP_box": 2.5, "mIoU": 31.0}},
+               "mae": {0: {"AP_box": 3.0}, 1: {"AP_box": 3.5}}}  # seg not run for mae yet
+    last = markdown_table(results, [("mae", "random_vit")]).splitlines()[-1]
+    assert last.count("–") == 1 and "+1.0 vs 2σ 0.7: **yes**" in last
+
+
+def test_finetune_runs_differ_by_the_weights_only(tmp_path):
+    inits = {i.name: i for i in ft.finetune_inits(["mae", "sim", "convmae"])}
+    assert list(inits) == ["random_vit", "random_convmae", "mae", "sim", "convmae"]
+    assert ft.finetune_pairs(["sim", "convmae"]) == [("sim", "random_vit"), ("convmae", "random_convmae")]
+    for task in ft.FINETUNE_TASKS:
+        script, random = ft.tool_arguments(task, inits["random_vit"], 2, tmp_path / "data", tmp_path, quick=False)
+        pretrained = ft.tool_arguments(task, inits["sim"], 2, tmp_path / "data", tmp_path, quick=False)[1]
+        weights = pretrained.index("--weights")
+        assert pretrained[weights + 1] == str(tmp_path / "pretrain" / "sim_s2" / "encoder.pth")
+        del pretrained[weights:weights + 2]
+        assert [a.replace("sim_s2", "RUN") for a in pretrained] == [a.replace("random_vit_s2", "RUN") for a in random]
+        assert "--weights" not in random and (ROOT / random[random.index("--config") + 1]).is_file()
+        assert script == f"train_{task}.py"
+
+
+def test_collect_merges_det_and_seg_runs(tmp_path):
+    det = tmp_path / "det" / "mae_s1"
+    det.mkdir(parents=True)
+    (det / "results.json").write_text(json.dumps({"bbox": {"AP": 3.0}, "segm": {"AP": 2.0}}))
+    assert ft.collect(["mae"], [0, 1], tmp_path) == {"mae": {1: {"AP_box": 3.0, "AP_mask": 2.0}}}
+
+
 @pytest.mark.slow
 def test_quick_claim_end_to_end(tmp_path):
     out = tmp_path / "claim"
     cmd = [sys.executable, str(ROOT / "tools" / "mini_repro.py"), "--claim", "--quick", "--output", str(out),
-           "--methods", "mae", "--seeds", "0", "1"]
+           "--methods", "mae"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    def run(*args):
+        proc = subprocess.run([*cmd, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    run("--seeds", "0", "1", "--tasks", "cls")
     results = json.loads((out / "claim_results.json").read_text())
     assert set(results) == {"random_mae", "mae"} and all(set(r) == {"0", "1"} for r in results.values())
     assert set(results["mae"]["0"]) == {"knn@64", "linprobe@64", "knn@all", "linprobe@all"}
@@ -72,5 +107,21 @@ def test_quick_claim_end_to_end(tmp_path):
     assert (out / "claim_seeds.png").stat().st_size > 0 and (out / "claim_knn.png").stat().st_size > 0
     config = json.loads((out / "pretrain" / "mae_s1" / "config.json").read_text())
     assert config["seed"] == 1 and config["model_kwargs"]["patch_size"] == 8
-    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "$ " not in again.stdout  # every step reused
+    assert not (out / "det").exists()  # --tasks cls fine-tunes nothing
+
+    run("--seeds", "0", "--tasks", "det", "seg")  # data and pretraining reused, 2 det + 2 seg runs
+    finetuned = json.loads((out / "claim_finetune.json").read_text())
+    assert set(finetuned) == {"random_vit", "mae"}
+    assert all(set(finetuned[init]["0"]) == {"AP_box", "AP_mask", "mIoU"} for init in finetuned)
+    assert (out / "claim_finetune.png").stat().st_size > 0
+    random_cfg, mae_cfg = ((out / "det" / f"{init}_s0" / "config.yaml").read_text()
+                           .replace(str(out / "det" / f"{init}_s0"), "RUN_DIR") for init in ("random_vit", "mae"))
+    differing = [(a, b) for a, b in zip(random_cfg.splitlines(), mae_cfg.splitlines()) if a != b]
+    encoder = out / "pretrain" / "mae_s0" / "encoder.pth"
+    assert differing == [("  init_checkpoint: ''", f"  init_checkpoint: {encoder}")]  # only the initial weights
+    assert "patch_size: 8" in random_cfg and len(random_cfg.splitlines()) == len(mae_cfg.splitlines())
+    for log, loaded in (("det_random_vit_s0.log", False), ("det_mae_s0.log", True), ("seg_mae_s0.log", True)):
+        assert ("pretrain/mae_s0/encoder.pth" in (out / "logs" / log).read_text()) is loaded
+
+    again = run("--seeds", "0")  # every task of seed 0 is there: nothing runs, both tables are written
+    assert "$ " not in again and "mae − random_mae" in again and "mae − random_vit" in again

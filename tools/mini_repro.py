@@ -4,7 +4,7 @@ help Mask R-CNN and UperNet fine-tuning, compared with random initialisation and
     python tools/mini_repro.py                       # full toy run (see docs/REPRODUCE.md for timings)
     python tools/mini_repro.py --quick               # a few steps of everything: the pipeline check for CI
     python tools/mini_repro.py --output DIR --no-seg # detection only
-    python tools/mini_repro.py --claim --output DIR  # classification claim: kNN / linear probe, 3 seeds
+    python tools/mini_repro.py --claim --output DIR  # the claim: kNN / linear probe, low-label det / seg, 3 seeds
 
 Steps, each by running the project's own command-line tool (printed before it runs, so any row can
 be redone by hand):
@@ -18,8 +18,9 @@ be redone by hand):
 5. tools/results_table.py's reader: the table (also OUT/table.md, OUT/table.csv).
 Finished steps (encoder.pth, results.json, a logged mIoU) are reused; --fresh redoes everything.
 
---claim runs the classification part of the claim instead, on the textured world (pretrain/toy_world.py)
-with 3 seeds: transfer/claim/pipeline.py says what it runs.
+--claim runs the claim instead, on the textured world (pretrain/toy_world.py) with 3 seeds: frozen kNN /
+linear probe and low-label Mask R-CNN / UperNet fine-tuning (--tasks cls det seg); transfer/claim/pipeline.py
+says what it runs.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer.claim.finetune import quick_det_options, quick_seg_options
 from transfer.claim.pipeline import add_arguments, run_claim
 from transfer.results import collect_run, format_csv, format_markdown, read_det_metrics, read_seg_metrics
 
@@ -146,12 +148,8 @@ def finetune_det(args, inits: list[Init], encoders: dict, data: Path, out: Path)
     coco = data / "coco"
     dataset = (f"{coco}/annotations/instances_train.json:{coco}/train,"
                f"{coco}/annotations/instances_val.json:{coco}/val")
-    n = 4  # quick mode; the full run keeps the toy rows' own schedule (configs/det/toy_*.py)
-    det_opts = [f"train.seed={args.seed}"]
-    if args.quick:
-        det_opts += [f"train.max_iter={n}", f"train.eval_period={n}", f"train.checkpointer.period={n}",
-                     "train.log_period=1", f"lr_multiplier.scheduler.milestones=[{n - 2},{n - 1}]",
-                     f"lr_multiplier.scheduler.num_updates={n}"]
+    # quick mode: 4 iterations; the full run keeps the toy rows' own schedule (configs/det/toy_*.py)
+    det_opts = [f"train.seed={args.seed}", *(quick_det_options() if args.quick else [])]
     run_dirs = []
     for init in inits:
         run_dir = out / "det" / init.name
@@ -168,7 +166,7 @@ def finetune_det(args, inits: list[Init], encoders: dict, data: Path, out: Path)
 
 def finetune_seg(args, inits: list[Init], encoders: dict, data: Path, out: Path) -> list[Path]:
     """Step 4: the toy UperNet from each initialisation."""
-    n = 4  # quick mode; the full run keeps the toy rows' own schedule (configs/seg/toy_*.py)
+    # quick mode: 4 iterations; the full run keeps the toy rows' own schedule (configs/seg/toy_*.py)
     run_dirs = []
     for init in inits:
         run_dir = out / "seg" / init.name
@@ -177,8 +175,7 @@ def finetune_seg(args, inits: list[Init], encoders: dict, data: Path, out: Path)
             if init.arch == "vit":
                 opts += SEG_VIT_AT_PRETRAINED_DEPTH
             if args.quick:
-                opts += [f"train_cfg.max_iters={n}", f"train_cfg.val_interval={n}",
-                         f"default_hooks.checkpoint.interval={n}", "default_hooks.logger.interval=1"]
+                opts += quick_seg_options()
             weights = ["--weights", encoders[init.name]] if encoders[init.name] else []
             run_tool("train_seg.py", ["--backbone", SEG_BACKBONE[init.arch], "--dataset", str(data / "ade"),
                                       "--work-dir", str(run_dir), "--overwrite", *weights,

@@ -1,4 +1,4 @@
-"""``tools/mini_repro.py --claim``: the classification part of the papers' claim at CPU scale.
+"""``tools/mini_repro.py --claim``: the papers' claim at CPU scale (frozen features and low-label fine-tuning).
 
 1. tools/make_toy_data.py --world textured: an unlabelled pool and a labelled set (train/val, balanced
    subsets of --labels images) of pretrain/toy_world.py;
@@ -7,8 +7,12 @@
 3. per seed, each method's random initialisation (its pretraining run's initial weights: the same
    model, config and seed) and its pretrained weights: kNN and linear-probe top-1 on frozen features
    (transfer/claim/frozen_eval.py) for each label budget;
-4. the table (mean, std, every seed; the 2-std verdict) and the plots.
-A step whose output exists is skipped (--fresh redoes it).
+4. per seed, random initialisation and each method's encoder fine-tuned on the small labelled COCO- and
+   ADE-format sets of the same world: Mask R-CNN box / mask AP and UperNet mIoU (transfer/claim/finetune.py);
+5. the tables (mean, std, every seed; the 2-std verdict) and the plots.
+--tasks picks steps 3 (cls) and 4 (det, seg); the tables list every finished run of the asked methods and
+seeds, so the det and seg parts may run as parallel invocations on the same --output. A step whose
+output exists is skipped (--fresh redoes it).
 """
 from __future__ import annotations
 
@@ -17,14 +21,14 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pretrain.config import load_config
+from transfer.claim import finetune as ft
 from transfer.claim.frozen_eval import ALL_LABELS, evaluate
 from transfer.claim.report import Results, markdown_table, plot_curves, plot_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
-RunTool = Callable[[str, list[str], Path], None]  # tools/<script>, its arguments, the log file
+RunTool = ft.RunTool
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", type=int, default=4000, help="claim: unlabelled images")
     p.add_argument("--labels", type=int, nargs="+", default=[64], help="claim: label budgets (multiples of 8)")
     p.add_argument("--methods", nargs="+", choices=[m.name for m in METHODS], help="claim: these methods only")
+    ft.add_finetune_arguments(p)
 
 
 def sizes(args: argparse.Namespace) -> dict[str, int]:
@@ -132,16 +137,31 @@ def knn_curves(methods: list[ClaimMethod], seeds: list[int], out: Path) -> dict[
 
 
 def run_claim(args: argparse.Namespace, run_tool: RunTool, out: Path) -> Results:
-    """Steps 1-4; writes OUT/claim_table.md, OUT/claim_results.json, OUT/claim_seeds.png, OUT/claim_knn.png."""
+    """Steps 1-5; writes OUT/claim_table.md, OUT/claim_results.json + claim_seeds.png (cls),
+    OUT/claim_finetune.json + claim_finetune.png (det / seg), OUT/claim_knn.png; returns the cls results."""
     t_start = time.time()
     methods = [m for m in METHODS if not args.methods or m.name in args.methods]
     data = make_data(args, run_tool, out)
     pretrain(args, run_tool, methods, data, out)
-    results = evaluate_all(args, methods, data, out)
-    table = markdown_table(results, [(m.name, f"random_{m.name}") for m in methods])
+    tables, results = [], {}
+    if "cls" in args.tasks:
+        results = evaluate_all(args, methods, data, out)
+        tables.append("Frozen features: kNN / linear-probe top-1 (%)\n\n"
+                      + markdown_table(results, [(m.name, f"random_{m.name}") for m in methods]))
+        (out / "claim_results.json").write_text(json.dumps(results, indent=1))
+        plot_seeds(results, out / "claim_seeds.png")
+    if set(args.tasks) & set(ft.FINETUNE_TASKS):
+        ft.make_finetune_data(args, run_tool, data, out)
+        ft.finetune(args, run_tool, [m.name for m in methods], data, out)
+    finetuned = ft.collect([m.name for m in methods], args.seeds, out)
+    if finetuned:
+        tables.append(f"Low-label fine-tuning ({'quick' if args.quick else args.ft_train} labelled images): "
+                      "Mask R-CNN box / mask AP, UperNet mIoU\n\n"
+                      + markdown_table(finetuned, ft.finetune_pairs([m.name for m in methods])))
+        (out / "claim_finetune.json").write_text(json.dumps(finetuned, indent=1))
+        plot_seeds(finetuned, out / "claim_finetune.png", unit="(%)")
+    table = "\n\n".join(tables)
     (out / "claim_table.md").write_text(table + "\n")
-    (out / "claim_results.json").write_text(json.dumps(results, indent=1))
-    plot_seeds(results, out / "claim_seeds.png")
     plot_curves(knn_curves(methods, args.seeds, out), out / "claim_knn.png")
     print(f"\nclaim ({'quick' if args.quick else 'full'} mode, {time.time() - t_start:.0f} s), {out}:\n\n{table}\n",
           flush=True)

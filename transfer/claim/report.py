@@ -16,6 +16,9 @@ class Stat:
 
     values: list[float]
 
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
     @property
     def mean(self) -> float:
         return statistics.fmean(self.values)
@@ -30,14 +33,14 @@ class Stat:
 
 
 def stat(results: Results, init: str, metric: str) -> Stat:
-    """``metric`` of ``init`` over its seeds, in seed order."""
-    return Stat([results[init][seed][metric] for seed in sorted(results[init])])
+    """``metric`` of ``init`` over the seeds that report it, in seed order."""
+    runs = results.get(init, {})
+    return Stat([runs[seed][metric] for seed in sorted(runs) if metric in runs[seed]])
 
 
 def metrics_of(results: Results) -> list[str]:
-    """The metric names of the results, in the order the first run reported them."""
-    first = next(iter(next(iter(results.values())).values()))
-    return list(first)
+    """The metric names of the results, in the order the runs first report them."""
+    return list(dict.fromkeys(m for runs in results.values() for metrics in runs.values() for m in metrics))
 
 
 def beats(pretrained: Stat, random: Stat) -> tuple[float, float, bool]:
@@ -54,18 +57,24 @@ def markdown_table(results: Results, pairs: list[tuple[str, str]]) -> str:
     lines = ["| init | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for pre, rand in pairs:
         for name in (rand, pre):
-            lines.append(f"| {name} | " + " | ".join(str(stat(results, name, m)) for m in metrics) + " |")
-        cells = []
-        for m in metrics:
-            diff, bar, ok = beats(stat(results, pre, m), stat(results, rand, m))
-            verdict = ("**yes**" if ok else "no") if len(results[pre]) > 1 and len(results[rand]) > 1 else "- (1 seed)"
-            cells.append(f"{diff:+.1f} vs 2σ {bar:.1f}: {verdict}")
-        lines.append(f"| {pre} − {rand} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | " + " | ".join(str(stat(results, name, m) or "–") for m in metrics) + " |")
+        lines.append(f"| {pre} − {rand} | " + " | ".join(_verdict(results, pre, rand, m) for m in metrics) + " |")
     return "\n".join(lines)
 
 
-def plot_seeds(results: Results, path: Path) -> Path:
-    """One panel per metric: every seed's value per initialisation (points) and the mean (bar)."""
+def _verdict(results: Results, pre: str, rand: str, metric: str) -> str:
+    """'+2.1 vs 2σ 1.3: **yes**' (no verdict with fewer than 2 seeds on either side, '–' without runs)."""
+    pretrained, random = stat(results, pre, metric), stat(results, rand, metric)
+    if not pretrained.values or not random.values:
+        return "–"
+    diff, bar, ok = beats(pretrained, random)
+    verdict = ("**yes**" if ok else "no") if min(len(pretrained.values), len(random.values)) > 1 else "- (1 seed)"
+    return f"{diff:+.1f} vs 2σ {bar:.1f}: {verdict}"
+
+
+def plot_seeds(results: Results, path: Path, unit: str = "top-1 (%)") -> Path:
+    """One panel per metric: every seed's value per initialisation (points) and the mean (bar); an
+    initialisation without runs of a metric has no bar."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -75,10 +84,12 @@ def plot_seeds(results: Results, path: Path) -> Path:
     for ax, metric in zip(axes[0], metrics):
         for x, init in enumerate(inits):
             values = stat(results, init, metric).values
+            if not values:
+                continue
             ax.bar(x, statistics.fmean(values), color="#ccc" if init.startswith("random") else "#9cf")
             ax.plot([x] * len(values), values, "k.", markersize=6)
         ax.set_xticks(range(len(inits)), inits, rotation=60, ha="right", fontsize=8)
-        ax.set_title(f"{metric} top-1 (%)", fontsize=9)
+        ax.set_title(f"{metric} {unit}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
