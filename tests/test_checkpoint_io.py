@@ -1,5 +1,5 @@
 """Reading checkpoint files never runs code from them, and bad files get clear errors (issue 11), through
-``pretrain.checkpoint_io`` and through every command-line tool that reads a file a user passes in.
+``pretrain.checkpoints`` and through every command-line tool that reads a file a user passes in.
 
 A crafted file whose unpickling calls ``os.system`` (it would write a marker file) is refused by every
 tool with a message naming the offending global, and the marker is never written. Zero-byte, truncated,

@@ -1,4 +1,4 @@
-"""timm and Hugging Face checkpoints both ways (pretrain.checkpoint_formats, pretrain.interop,
+"""timm and Hugging Face checkpoints both ways (pretrain.checkpoints formats.py and convert.py,
 tools/convert_checkpoint.py): timm's and transformers' own models at tiny sizes with random weights (no
 download), their files read by our loaders, ours written for them, features compared, round trips exact."""
 from __future__ import annotations
