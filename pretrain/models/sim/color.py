@@ -50,9 +50,10 @@ def adjust_saturation_(x: torch.Tensor, factor: float) -> torch.Tensor:
     return _blend_(x, luma(x), factor)
 
 
-def grayscale_(x: torch.Tensor) -> torch.Tensor:
-    """``rgb_to_grayscale(img, 3)`` on PIL: the grey image in all three channels."""
-    return x.copy_(luma(x).expand_as(x))
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """``rgb_to_grayscale(img, 3)`` on PIL: the grey image in all three channels, returned as the one plane
+    [1, H, W] that stands for them (blur and solarize, which may follow, treat every channel alike)."""
+    return luma(x)
 
 
 def solarize_(x: torch.Tensor) -> torch.Tensor:
@@ -75,8 +76,7 @@ def adjust_hue_(x: torch.Tensor, factor: float) -> torch.Tensor:
     case = not_r * (1 + not_g)  # 0: R is the maximum, 1: G (R is not), 2: B (Pillow's order)
     key = (ar + ag).mul_(512).add_(ab).add_(ag).add_(case, alpha=512 * 512).int().view(-1)
     hue = t.hue.index_select(0, key) + (int(factor * 255) & 255)  # uint8: the shift wraps as Pillow's
-    sat = t.sat.index_select(0, span.mul_(256).add_(val).int().view(-1))
-    cell = sat.int().mul_(256).add_(hue)  # S * 256 + H
+    cell = t.sat.index_select(0, span.mul_(256).add_(val).int().view(-1)).add_(hue)  # S * 256 + H
     out = torch.empty_like(x).view(3, -1)
     for c in range(3):
         torch.index_select(t.coef[c], 0, cell, out=out[c])
@@ -85,7 +85,7 @@ def adjust_hue_(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 class _HSVTables(NamedTuple):
     hue: torch.Tensor  # uint8 [3 * 512 * 512]: H of (maximum channel, two sums of distances below it)
-    sat: torch.Tensor  # uint8 [256 * 256]: S of (maximum - minimum, maximum)
+    sat: torch.Tensor  # int32 [256 * 256]: S * 256 of (maximum - minimum, maximum)
     coef: torch.Tensor  # float32 [3, 256 * 256]: of (S, H): R, G, B = round(V * coef) in ``hsv2rgb``
 
 
@@ -135,7 +135,7 @@ def _hsv_tables() -> _HSVTables:
     V are kept in float32: round(V * k) is the same for every V in 0..255 (tests/test_sim_color.py)."""
     a1, a2 = (v.reshape(-1) for v in torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij"))
     cr, maxc = a1, a2  # S: (int)(cr / (float)maxc * 255.0)
-    sat = (cr / maxc.clamp(min=1)).double().mul_(255).trunc_().masked_fill_(cr > maxc, 0).to(torch.uint8)
+    sat = (cr / maxc.clamp(min=1)).double().mul_(255).trunc_().masked_fill_(cr > maxc, 0).int().mul_(256)
     return _HSVTables(_table_hue(), sat, hsv_coefficients().float())
 
 

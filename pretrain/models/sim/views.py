@@ -85,7 +85,7 @@ class SIMColor:
         for k in params.jitter_order:
             x = ops[k](x, params.factors[k])
         if params.grayscale:
-            x = color.grayscale_(x)
+            x = color.grayscale(x)  # [1, S, S] from here on
         if params.blur_sigma is not None:
             x = color.gaussian_blur_(x, params.blur_sigma)
         if params.solarize:
@@ -97,9 +97,10 @@ class SIMColor:
 
 
 def hwc_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Whole levels [3, S, S] (float32 or int32) -> uint8 [S, S, 3]: via int32 (float -> uint8 is slower),
-    interleaved by numpy (torch's uint8 channels-last copy is about twice as slow)."""
-    return torch.from_numpy(np.dstack(x.int().to(torch.uint8).numpy()))
+    """Whole levels [3, S, S] or one grey plane [1, S, S] (float32 or int32) -> uint8 [S, S, 3]: via int32
+    (float -> uint8 is slower), interleaved by numpy (torch's uint8 channels-last copy is about twice as slow)."""
+    planes = x.int().to(torch.uint8).numpy()
+    return torch.from_numpy(np.dstack(planes if len(planes) == 3 else [planes[0]] * 3))
 
 
 # ------------------------------------------------------------------------------------------ official
