@@ -89,6 +89,19 @@ def test_shallower_encoder_is_refused_naming_the_flag_and_the_flag_loads_it(tmp_
     assert any(k.startswith("blocks.3.") for k in report.missing) and "blocks.0.attn.qkv.weight" in report.loaded
 
 
+@pytest.mark.heavy
+def test_train_seg_names_the_flag_for_a_shallower_encoder(tmp_path, toy_root):
+    """The library raises PartialLoadError; the tool's message names --allow-partial-weights."""
+    from tool_module import load_tool
+
+    path = tmp_path / "encoder.pth"
+    torch.save({"model": build_model("mae_vit_tiny").state_dict()}, path)
+    with pytest.raises(SystemExit) as exit_:
+        load_tool("train_seg").main(["--backbone", "mae_vit_tiny", "--dataset", toy_root, "--weights", str(path),
+                                     "--work-dir", str(tmp_path / "work")])
+    assert "--allow-partial-weights" in str(exit_.value.code)
+
+
 def test_weights_and_from_scratch_together_are_a_usage_error_not_a_traceback(capsys):
     """Both transfer tools refuse --weights with --from-scratch through pretrain.weights.choose_weights
     (train_seg raised a bare ValueError traceback before)."""
