@@ -16,10 +16,16 @@ from pretrain.toy_data import CATEGORIES, render_scene
 SceneFn = Callable[[np.random.Generator, int], tuple[np.ndarray, list[tuple[int, np.ndarray]]]]
 
 
-def write_coco_toy(root: str | Path, num_train: int = 64, num_val: int = 16, size: int = 192,
+# the demo's set (tools/train_det.py --dataset toy): 256 training images; 128 validation images (~335 objects)
+# so that its AP moves little between runs (docs/DETECTION.md)
+DEMO_NUM_TRAIN, DEMO_NUM_VAL = 256, 128
+
+
+def write_coco_toy(root: str | Path, num_train: int = DEMO_NUM_TRAIN, num_val: int = DEMO_NUM_VAL, size: int = 192,
                    seed: int = 0, scenes: SceneFn = render_scene, categories: tuple[str, ...] = CATEGORIES) -> Path:
     """Write ``root/{train,val}/*.png`` and ``root/annotations/instances_{train,val}.json`` of ``scenes``
-    (default: the shapes world; ``pretrain.toy_world.render_scene`` with its CLASS_NAMES: the textured one)."""
+    (default: the shapes world; ``pretrain.toy_world.render_scene`` with its CLASS_NAMES: the textured one).
+    The jsons' ``info.generator`` records the counts, size, seed and renderer (``ensure_coco_toy`` reads it)."""
     root = Path(root)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -41,9 +47,26 @@ def write_coco_toy(root: str | Path, num_train: int = 64, num_val: int = 16, siz
                     "bbox": [x, y, w, h], "area": float(mask_utils.area(rle)), "iscrowd": 0,
                     "segmentation": rle,
                 })
-        doc = {"info": {"description": "generated toy shapes"}, "images": images,
+        generator = _generator_record(num_train, num_val, size, seed, scenes)
+        doc = {"info": {"description": "generated toy shapes", "generator": generator}, "images": images,
                "annotations": annotations, "categories": category_docs}
         (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+    return root
+
+
+def _generator_record(num_train: int, num_val: int, size: int, seed: int, scenes: SceneFn) -> dict:
+    return {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed,
+            "scenes": f"{scenes.__module__}.{scenes.__qualname__}"}
+
+
+def ensure_coco_toy(root: str | Path, size: int = 192) -> Path:
+    """``write_coco_toy``'s default set under ``root``: written when missing, and written anew when the set
+    found there was made otherwise (other counts, size, seed or world; an older release wrote 64 / 16)."""
+    root = Path(root)
+    wanted = _generator_record(DEMO_NUM_TRAIN, DEMO_NUM_VAL, size, 0, render_scene)
+    val_json = root / "annotations" / "instances_val.json"
+    if not val_json.exists() or json.loads(val_json.read_text()).get("info", {}).get("generator") != wanted:
+        write_coco_toy(root, DEMO_NUM_TRAIN, DEMO_NUM_VAL, size=size)
     return root
 
 

@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
 import detectron2.data.datasets.builtin  # noqa: F401  (registers coco_2017_* under $DETECTRON2_DATASETS)
-from transfer.toy_datasets import write_coco_toy
+from transfer.toy_datasets import ensure_coco_toy
 
 logger = logging.getLogger("detectron2")
 
@@ -61,10 +61,9 @@ def register_coco_format(name: str, json_file: str | os.PathLike, image_root: st
 
 
 def toy_dataset(root: str | os.PathLike, image_size: int = 192) -> DatasetSplits:
-    """The generated toy set (written once under ``root``) registered as toy_shapes_{train,val}."""
-    root = Path(root)
-    if not (root / "annotations" / "instances_val.json").exists():
-        write_coco_toy(root, size=image_size)
+    """The generated toy set (written under ``root`` when missing or made otherwise) registered as
+    toy_shapes_{train,val}."""
+    root = ensure_coco_toy(root, size=image_size)
     return DatasetSplits(
         register_coco_format("toy_shapes_train", root / "annotations/instances_train.json", root / "train"),
         register_coco_format("toy_shapes_val", root / "annotations/instances_val.json", root / "val"),
