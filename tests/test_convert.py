@@ -166,20 +166,20 @@ def test_mmseg_checkpoint_loads_and_matches_direct_loading(tmp_path, model_name,
     from mmengine.runner import load_checkpoint
 
     from transfer.convert import find_trunk
-    from transfer.seg.convert import convert_for_mmseg, mmseg_trunk
+    from transfer.seg.convert import convert_for_mmseg, mmseg_backbone
 
     official = _official(tmp_path, model_name)
     out = str(tmp_path / "seg.pth")
     result = convert_for_mmseg(official, out, config, options)
     assert result.prefix == "backbone.net."
 
-    prefix, trunk = mmseg_trunk(config, options)  # a fresh backbone: load the converted file into it
+    prefix, trunk = find_trunk(mmseg_backbone(config, options), "backbone.")  # a fresh backbone: load the converted file into it
     wrapper = torch.nn.Module()
     wrapper.backbone = torch.nn.Module()
     wrapper.backbone.net = trunk
     load_checkpoint(wrapper, out, map_location="cpu", strict=False)  # heads are not in the file
 
-    _, direct = mmseg_trunk(config, options)
+    _, direct = find_trunk(mmseg_backbone(config, options), "backbone.")
     load_backbone_checkpoint(direct, official)
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():

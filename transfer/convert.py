@@ -6,6 +6,7 @@ that model holds it, ready to be saved in the framework's checkpoint format.
     prefix, trunk = find_trunk(model_or_backbone, "backbone.")
     result = convert_checkpoint(path, trunk, prefix)  # mapping, resizing, report: transfer.backbones
     save_converted(result, out_path, "detectron2")    # or "mmseg"
+    convert_into_backbone(path, out_path, framework_backbone, "mmseg")  # the three steps above
 
 The key mapping itself (prefix stripping, SIM's online encoder, dropped decoders, pos_embed / rel-pos
 resizing, refusal of another architecture or size) is ``transfer.backbones.convert_state_dict``; this
@@ -34,7 +35,7 @@ from pretrain.checkpoints import (
 from transfer.backbones import ConvMAEBackbone, ViTBackbone, convert_state_dict
 
 __all__ = [
-    "ConversionResult", "FORMATS", "convert_checkpoint", "find_trunk",
+    "ConversionResult", "FORMATS", "convert_checkpoint", "convert_into_backbone", "find_trunk",
     "identify_checkpoint", "save_converted",
 ]
 
@@ -132,3 +133,14 @@ def save_converted(result: ConversionResult, path: str | os.PathLike, fmt: str) 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_save(obj, path)
     return str(path)
+
+
+def convert_into_backbone(
+    checkpoint: str | os.PathLike, output: str | os.PathLike, backbone: nn.Module, fmt: str, strict: bool = True,
+) -> ConversionResult:
+    """Pretraining checkpoint -> a ``fmt`` checkpoint of the trunk inside a framework model's ``backbone``
+    (keys under ``backbone.``): what both framework halves do once they have built their backbone."""
+    prefix, trunk = find_trunk(backbone, "backbone.")
+    result = convert_checkpoint(checkpoint, trunk, prefix, strict)
+    save_converted(result, output, fmt)
+    return result

@@ -1,20 +1,21 @@
-"""detectron2 half of checkpoint conversion: build a LazyConfig's backbone to find where the trunk
+"""detectron2 half of checkpoint conversion: build a LazyConfig's backbone, which says where the trunk
 lives (``backbone.net.net.`` for ViTDet, ``backbone.bottom_up.net.`` for ConvMAE + FPN) and with which
-sizes (image size -> position tables), then let ``transfer.convert`` map and save."""
+sizes (image size -> position tables); ``transfer.convert`` maps and saves."""
 from __future__ import annotations
 
 import os
 from typing import Sequence
 
+import torch.nn as nn
 from detectron2.config import LazyConfig, instantiate
 
-from transfer.convert import ConversionResult, convert_checkpoint, find_trunk, save_converted
+from transfer.convert import ConversionResult, convert_into_backbone
 
 
-def detectron2_trunk(config_file: str, overrides: Sequence[str] = ()):
-    """(key prefix in the detector, trunk module) for a LazyConfig file (+ key=value overrides)."""
+def detectron2_backbone(config_file: str, overrides: Sequence[str] = ()) -> nn.Module:
+    """The backbone of a LazyConfig file (+ key=value overrides), freshly initialised."""
     cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), list(overrides))
-    return find_trunk(instantiate(cfg.model.backbone), "backbone.")
+    return instantiate(cfg.model.backbone)
 
 
 def convert_for_detectron2(
@@ -22,7 +23,4 @@ def convert_for_detectron2(
     strict: bool = True,
 ) -> ConversionResult:
     """Pretraining checkpoint -> detectron2 checkpoint of the backbone trunk for ``config_file``."""
-    prefix, trunk = detectron2_trunk(config_file, overrides)
-    result = convert_checkpoint(checkpoint, trunk, prefix, strict)
-    save_converted(result, output, "detectron2")
-    return result
+    return convert_into_backbone(checkpoint, output, detectron2_backbone(config_file, overrides), "detectron2", strict)
