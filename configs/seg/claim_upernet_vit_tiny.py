@@ -15,6 +15,10 @@ max_iters = 480  # 60 epochs of the 64 labelled images at batch 8
 warmup_iters = 20
 dim = 96
 num_classes = 9
+# background weighs 0.2 in the loss: unweighted, both initialisations predicted background everywhere after
+# 480 iterations (mIoU 9.58 = background IoU / 9 for random and MAE at seed 0: objects ~14 % of the pixels,
+# split over 8 classes the model cannot yet tell apart, so background won every argmax)
+class_weight = [0.2] + [1.0] * 8
 
 metainfo = dict(
     classes=('background', 'square-stripes', 'square-checker', 'disk-stripes', 'disk-checker',
@@ -41,16 +45,19 @@ val_dataloader = dict(batch_size=1, dataset=dict(metainfo=metainfo, pipeline=tes
 test_dataloader = val_dataloader
 
 model = dict(
-    data_preprocessor=dict(size=crop_size),
+    data_preprocessor=dict(size=crop_size, seg_pad_val=0),  # crops padded as background: mmseg's class_weight
+    # indexes the weights by every label, the ignore label 255 included
     backbone=dict(
         name='mae_vit_tiny', img_size=96, pretrain_img_size=64, patch_size=8, embed_dim=dim, depth=2,
         num_heads=3, global_blocks=(0, 1), drop_path_rate=0.0, out_indices=(0, 0, 1, 1)),
     neck=dict(embed_dim=dim, rescales=[2, 1, 0.5, 0.25]),
-    decode_head=dict(in_channels=[dim] * 4, channels=64, num_classes=num_classes),
-    auxiliary_head=dict(in_channels=dim, channels=32, num_classes=num_classes),
+    decode_head=dict(in_channels=[dim] * 4, channels=64, num_classes=num_classes,
+                     loss_decode=dict(class_weight=class_weight)),
+    auxiliary_head=dict(in_channels=dim, channels=32, num_classes=num_classes,
+                        loss_decode=dict(class_weight=class_weight)),
     test_cfg=dict(mode='whole'))
 
-optim_wrapper = dict(optimizer=dict(lr=1e-3), paramwise_cfg=dict(num_layers=2, layer_decay_rate=0.9))
+optim_wrapper = dict(optimizer=dict(lr=2e-3), paramwise_cfg=dict(num_layers=2, layer_decay_rate=0.9))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=warmup_iters, end=max_iters),
