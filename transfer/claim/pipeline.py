@@ -157,7 +157,8 @@ def run_claim(args: argparse.Namespace, run_tool: RunTool, out: Path) -> Results
     if finetuned:
         tables.append(f"Low-label fine-tuning ({'quick' if args.quick else args.ft_train} labelled images): "
                       "Mask R-CNN box / mask AP, UperNet mIoU\n\n"
-                      + markdown_table(finetuned, ft.finetune_pairs([m.name for m in methods])))
+                      + markdown_table(finetuned, [pair for pair in ft.finetune_pairs([m.name for m in methods])
+                                                   if pair[0] in finetuned]))
         (out / "claim_finetune.json").write_text(json.dumps(finetuned, indent=1))
         plot_seeds(finetuned, out / "claim_finetune.png", unit="(%)")
     table = "\n\n".join(tables)
