@@ -123,7 +123,8 @@ def test_mim_backbone_refuses_an_output_it_does_not_have():
 
 
 def _run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    # PASSIVE: spinning OpenMP threads on busy shared cores made an iteration 15x slower (same numbers)
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_det.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -137,7 +138,8 @@ def test_toy_training_reaches_ap_and_eval_only_reproduces_it(tmp_path):
     assert "PyTorch built with" not in proc.stdout + proc.stderr
     assert "PyTorch built with" in (tmp_path / "train" / "log.txt").read_text()
     trained = json.loads((tmp_path / "train" / "results.json").read_text())
-    assert trained["bbox"]["AP"] >= 40, trained
+    # the demo's 600 iterations gave AP_box 71.6-75.8 / AP_mask 68.5-74.3 over 3 seeds x 1-2 threads
+    assert trained["bbox"]["AP"] >= 65 and trained["segm"]["AP"] >= 60, trained
     _run_tool("--backbone", "mae_vit_tiny", "--dataset", "toy", "--output", "eval", "--eval-only",
               "--weights", "train/model_final.pth", cwd=tmp_path)
     evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
