@@ -32,7 +32,7 @@ from transfer.det.distributed import (
     DrawPositionSampler, LayoutError, PositionSeededDataset, micro_batch_index, micro_batch_size,
 )
 from shaped_datasets import COCO_SHAPES, write_coco_shaped
-from transfer.toy_datasets import write_coco_toy
+from transfer.toy_datasets import coco_toy_dataset_spec, write_coco_toy
 from tool_module import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +42,7 @@ TOY = ("--backbone", "mae_vit_tiny")  # the CPU toy row
 @pytest.fixture(scope="module")
 def toy_set(tmp_path_factory) -> str:
     """8 training and 2 test images of the toy shapes, as ``--dataset TRAIN_JSON:IMAGES,TEST_JSON:IMAGES``."""
-    root = write_coco_toy(tmp_path_factory.mktemp("det_distributed"), num_train=8, num_val=2)
-    ann = root / "annotations"
-    return f"{ann / 'instances_train.json'}:{root / 'train'},{ann / 'instances_val.json'}:{root / 'val'}"
+    return coco_toy_dataset_spec(write_coco_toy(tmp_path_factory.mktemp("det_distributed"), num_train=8, num_val=2))
 
 
 def _free_port() -> int:

@@ -65,12 +65,11 @@ def test_detection_drawing(tmp_path):
     pytest.importorskip("detectron2")
     from detectron2.config import LazyConfig, instantiate
 
-    from transfer.toy_datasets import write_coco_toy
+    from transfer.toy_datasets import coco_toy_dataset_spec, write_coco_toy
 
     coco = tmp_path / "coco"
     write_coco_toy(coco, 4, 2, seed=0)
-    dataset = (f"{coco}/annotations/instances_train.json:{coco}/train,"
-               f"{coco}/annotations/instances_val.json:{coco}/val")
+    dataset = coco_toy_dataset_spec(coco)
     cfg = LazyConfig.load(str(ROOT / "configs" / "det" / "toy_vitdet_tiny.py"))
     cfg.model.roi_heads.num_classes = len(json.loads((coco / "annotations" / "instances_train.json").read_text())["categories"])
     torch.manual_seed(0)

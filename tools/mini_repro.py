@@ -38,6 +38,7 @@ from pathlib import Path
 from transfer.claim.finetune import quick_det_options, quick_seg_options
 from transfer.claim.pipeline import add_arguments, run_claim
 from transfer.results import collect_run, format_csv, format_markdown, read_det_metrics, read_seg_metrics
+from transfer.toy_datasets import coco_toy_dataset_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
@@ -145,9 +146,7 @@ def pretraining_desc(init: Init, out: Path) -> str:
 
 def finetune_det(args, inits: list[Init], encoders: dict, data: Path, out: Path) -> list[Path]:
     """Step 3: the toy Mask R-CNN from each initialisation."""
-    coco = data / "coco"
-    dataset = (f"{coco}/annotations/instances_train.json:{coco}/train,"
-               f"{coco}/annotations/instances_val.json:{coco}/val")
+    dataset = coco_toy_dataset_spec(data / "coco")
     # quick mode: 4 iterations; the full run keeps the toy rows' own schedule (configs/det/toy_*.py)
     det_opts = [f"train.seed={args.seed}", *(quick_det_options() if args.quick else [])]
     run_dirs = []

@@ -31,12 +31,13 @@ def write_coco_toy(root: str | Path, num_train: int = DEMO_NUM_TRAIN, num_val: i
     rng = np.random.default_rng(seed)
     category_docs = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(categories)]
     for split, count in (("train", num_train), ("val", num_val)):
-        (root / split).mkdir(exist_ok=True)
+        annotation_file, image_dir = coco_toy_split(root, split)
+        image_dir.mkdir(exist_ok=True)
         images, annotations = [], []
         for image_id in range(1, count + 1):
             pixels, objects = scenes(rng, size)
             file_name = f"{image_id:06d}.png"
-            Image.fromarray(pixels).save(root / split / file_name)
+            Image.fromarray(pixels).save(image_dir / file_name)
             images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
             for cat, visible in objects:
                 rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
@@ -50,8 +51,19 @@ def write_coco_toy(root: str | Path, num_train: int = DEMO_NUM_TRAIN, num_val: i
         generator = _generator_record(num_train, num_val, size, seed, scenes)
         doc = {"info": {"description": "generated toy shapes", "generator": generator}, "images": images,
                "annotations": annotations, "categories": category_docs}
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+        annotation_file.write_text(json.dumps(doc))
     return root
+
+
+def coco_toy_split(root: str | Path, split: str) -> tuple[Path, Path]:
+    """(annotation json, image folder) of the ``split`` ('train' / 'val') of a set ``write_coco_toy`` wrote."""
+    root = Path(root)
+    return root / "annotations" / f"instances_{split}.json", root / split
+
+
+def coco_toy_dataset_spec(root: str | Path) -> str:
+    """A ``write_coco_toy`` set as ``tools/train_det.py --dataset``'s ``TRAIN_JSON:IMAGES,VAL_JSON:IMAGES``."""
+    return ",".join(":".join(map(str, coco_toy_split(root, split))) for split in ("train", "val"))
 
 
 def _generator_record(num_train: int, num_val: int, size: int, seed: int, scenes: SceneFn) -> dict:
@@ -64,7 +76,7 @@ def ensure_coco_toy(root: str | Path, size: int = 192) -> Path:
     found there was made otherwise (other counts, size, seed or world; an older release wrote 64 / 16)."""
     root = Path(root)
     wanted = _generator_record(DEMO_NUM_TRAIN, DEMO_NUM_VAL, size, 0, render_scene)
-    val_json = root / "annotations" / "instances_val.json"
+    val_json, _ = coco_toy_split(root, "val")
     if not val_json.exists() or json.loads(val_json.read_text()).get("info", {}).get("generator") != wanted:
         write_coco_toy(root, DEMO_NUM_TRAIN, DEMO_NUM_VAL, size=size)
     return root

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from transfer.results import read_det_metrics, read_seg_metrics
+from transfer.toy_datasets import coco_toy_dataset_spec
 
 RunTool = Callable[[str, list[str], Path], None]  # tools/<script>, its arguments, the log file
 FINETUNE_TASKS = ("det", "seg")
@@ -95,9 +96,7 @@ def tool_arguments(task: str, init: FineTuneInit, seed: int, data: Path, out: Pa
               *init.weights(out, seed)]
     path = run_dir(out, task, init, seed)
     if task == "det":
-        coco = data / "coco"
-        dataset = (f"{coco}/annotations/instances_train.json:{coco}/train,"
-                   f"{coco}/annotations/instances_val.json:{coco}/val")
+        dataset = coco_toy_dataset_spec(data / "coco")
         options = [f"train.seed={seed}", *(quick_det_options() if quick else [])]
         return "train_det.py", [*common, "--dataset", dataset, "--output", str(path), *options]
     options = [f"randomness.seed={seed}", *(quick_seg_options() if quick else [])]

@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
 import detectron2.data.datasets.builtin  # noqa: F401  (registers coco_2017_* under $DETECTRON2_DATASETS)
-from transfer.toy_datasets import ensure_coco_toy
+from transfer.toy_datasets import coco_toy_split, ensure_coco_toy
 
 logger = logging.getLogger("detectron2")
 
@@ -65,8 +65,7 @@ def toy_dataset(root: str | os.PathLike, image_size: int = 192) -> DatasetSplits
     toy_shapes_{train,val}."""
     root = ensure_coco_toy(root, size=image_size)
     return DatasetSplits(
-        register_coco_format("toy_shapes_train", root / "annotations/instances_train.json", root / "train"),
-        register_coco_format("toy_shapes_val", root / "annotations/instances_val.json", root / "val"),
+        *(register_coco_format(f"toy_shapes_{split}", *coco_toy_split(root, split)) for split in ("train", "val")),
     )
 
 
