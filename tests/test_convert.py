@@ -197,3 +197,17 @@ def test_convert_state_dict_in_memory():
     result = convert_checkpoint(build_model("mae_vit_tiny").state_dict(), trunk, "backbone.net.net.")
     assert result.family == "mae" and len(result.state_dict) == 27
     assert any(k.startswith("decoder_blocks.") for k in result.report.dropped)
+
+
+def test_summary_has_one_line_per_field_when_several_tensors_are_resized():
+    """tools/convert_checkpoint.py prints this summary; a ViTDet conversion resizes one rel-pos table per block."""
+    from pretrain.checkpoints import LoadReport
+    from transfer.convert import ConversionResult
+
+    resized = ["blocks.0.attn.rel_pos_h: (27, 64) -> (127, 64)", "blocks.0.attn.rel_pos_w: (27, 64) -> (127, 64)"]
+    report = LoadReport("x.pth", loaded=["a"], missing=["blocks.0.attn.rel_pos_h"], dropped=["decoder_pred.weight"],
+                        resized=resized)
+    lines = ConversionResult({}, "x.pth", "mae", "backbone.", report).summary().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["input", "mapped", "resized", "missing", "dropped"]
+    assert all(entry in lines[2] for entry in resized)
+    assert "decoder_pred" in lines[4]

@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 
 from pretrain.checkpoints import (
-    ADVICE, CheckpointKind, CheckpointMismatchError, LoadReport, atomic_save, classify_checkpoint, state_and_source,
+    ADVICE, CheckpointKind, CheckpointMismatchError, LoadReport, atomic_save, classify_checkpoint, group_keys,
+    state_and_source,
 )
 from transfer.backbones import ConvMAEBackbone, ViTBackbone, convert_state_dict
 
@@ -98,11 +99,9 @@ class ConversionResult:
             f"input:   {self.source} ({self.family})",
             f"mapped:  {len(r.loaded)} tensors -> '{self.prefix}*'",
             f"resized: {'; '.join(r.resized) or 'none'}",
+            f"missing: {group_keys(r.missing)}",
+            f"dropped: {group_keys(r.dropped, full=False)}",
         ]
-        # LoadReport's own text groups missing / dropped keys by name pattern
-        for part in str(r).split("; ")[2:]:
-            title, _, rest = part.partition(": ")
-            lines.append(f"{title.split(' ')[0] + ':':<8} {rest}")
         return "\n".join(lines)
 
 
