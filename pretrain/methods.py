@@ -80,7 +80,7 @@ class Method(ABC):
                              f"pass one of those")
         tokens = self.last_block_tokens(model, imgs)
         if pool == "cls":
-            return model.norm(tokens)[:, 0]
+            return model.norm(tokens[:, 0])  # LayerNorm is per token: normalise only the one kept
         pooled = tokens[:, self.prefix_tokens:].mean(1)  # [N, D]
         return F.layer_norm(pooled, pooled.shape[-1:], eps=1e-6)
 

@@ -28,15 +28,14 @@ import torch
 def load_pretraining_model(checkpoint: str, model_name: str | None = None) -> torch.nn.Module:
     """The full MAE / ConvMAE model (decoder included) of a pretraining checkpoint."""
     from pretrain.checkpoints import (
-        CheckpointKind, CheckpointMismatchError, expect_kind, load_state_dict_checked, read_checkpoint, state_dict_of,
-        to_official,
+        PRETRAINING_KINDS, CheckpointKind, CheckpointMismatchError, expect_kind, load_state_dict_checked, read_checkpoint,
+        state_dict_of, to_official,
     )
     from pretrain.encoders import encoder
     from pretrain.models import build_model
 
     obj = read_checkpoint(checkpoint)  # no code from the file runs; args / config are plain data
-    kinds = (CheckpointKind.TRAINING_STATE, CheckpointKind.MAE, CheckpointKind.CONVMAE, CheckpointKind.SIM,
-             CheckpointKind.ENCODER, CheckpointKind.HF_VIT)
+    kinds = (CheckpointKind.TRAINING_STATE, *PRETRAINING_KINDS)
     expect_kind(obj, checkpoint, kinds, "a pretraining checkpoint with its decoder (MAE / ConvMAE)")
     state, _ = to_official(state_dict_of(obj, checkpoint))  # Hugging Face's ViTMAEForPreTraining files too
     kwargs = {}
