@@ -90,9 +90,13 @@ class TypedConfig:
 
     @classmethod
     def rules(cls) -> dict[str, Rule]:
-        """Every field's rule: ``RULES`` where given, else the one its annotation implies."""
+        """Every field's rule: ``RULES`` where given (a subclass's ``RULES`` adds to its bases'), else the one
+        its annotation implies."""
         hints = typing.get_type_hints(cls)
-        return {f.name: cls.RULES.get(f.name) or type_rule(hints[f.name]) for f in dataclasses.fields(cls)}
+        given: dict[str, Rule] = {}
+        for klass in reversed(cls.__mro__):
+            given.update(vars(klass).get("RULES", {}))
+        return {f.name: given.get(f.name) or type_rule(hints[f.name]) for f in dataclasses.fields(cls)}
 
     def problems(self) -> list[str]:
         """Checks across fields (subclasses); each entry a sentence saying what to change."""
@@ -203,7 +207,6 @@ class PretrainConfig(TrainingRunConfig):
 
     KIND: ClassVar[str] = "pretraining config"
     RULES: ClassVar[dict[str, Rule]] = {
-        **TrainingRunConfig.RULES,
         "img_size": (int_from(1), "an integer >= 1 (pixels)"),
         "mask_ratio": (number(0, 1, low_open=True, high_open=True), "a number in (0, 1)"),
         "hflip": (number(0, 1), "a probability in [0, 1]"),

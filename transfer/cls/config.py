@@ -57,7 +57,6 @@ class ClsConfig(TrainingRunConfig):
 
     KIND: ClassVar[str] = "classification config"
     RULES: ClassVar[dict[str, Rule]] = {
-        **TrainingRunConfig.RULES,
         "protocol": (one_of(*PROTOCOLS), " | ".join(PROTOCOLS)),
         "input_size": (int_from(1), "an integer >= 1 (pixels)"),
         "drop_path": (number(0, 1, high_open=True), "a number in [0, 1)"),
