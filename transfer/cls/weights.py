@@ -25,7 +25,9 @@ import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
 
-from pretrain.checkpoints import LoadReport, check_fits, require_loaded, state_and_source, strip_prefixes
+from pretrain.checkpoints import (
+    LoadReport, check_fits, key_mismatch, require_loaded, state_and_source, strip_prefixes,
+)
 from transfer.backbones import convert_state_dict
 
 logger = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ NEW_KEYS = re.compile(r"^(head|fc_norm)\.")  # what a pretraining file cannot ho
 
 def is_complete(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Whether ``state_dict`` holds every key of ``model`` with its shape (a fine-tuned file)."""
-    return all(k in state_dict and tuple(state_dict[k].shape) == tuple(v.shape) for k, v in model.state_dict().items())
+    found = key_mismatch(model.state_dict(), state_dict)
+    return not found.missing and not found.shapes
 
 
 def load_finetuned(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
