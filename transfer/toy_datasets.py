@@ -30,6 +30,7 @@ def write_coco_toy(root: str | Path, num_train: int = DEMO_NUM_TRAIN, num_val: i
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     category_docs = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(categories)]
+    generator = _generator_record(num_train, num_val, size, seed, scenes)
     for split, count in (("train", num_train), ("val", num_val)):
         annotation_file, image_dir = coco_toy_split(root, split)
         image_dir.mkdir(exist_ok=True)
@@ -48,7 +49,6 @@ def write_coco_toy(root: str | Path, num_train: int = DEMO_NUM_TRAIN, num_val: i
                     "bbox": [x, y, w, h], "area": float(mask_utils.area(rle)), "iscrowd": 0,
                     "segmentation": rle,
                 })
-        generator = _generator_record(num_train, num_val, size, seed, scenes)
         doc = {"info": {"description": "generated toy shapes", "generator": generator}, "images": images,
                "annotations": annotations, "categories": category_docs}
         annotation_file.write_text(json.dumps(doc))
