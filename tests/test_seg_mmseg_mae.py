@@ -18,7 +18,8 @@ from mmengine.runner import Runner
 import transfer.seg  # noqa: F401  (registers MIMViT and the strict load hook)
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
-from pretrain.checkpoints import CheckpointError
+from pretrain.checkpoints import CheckpointError, CheckpointMismatchError
+from transfer.seg.load_hook import match_segmentor_state
 from transfer.seg.mmseg_vit_keys import mmseg_vit_to_ours
 from transfer.seg.train import build_config, config_for_backbone
 from shaped_datasets import write_ade_shaped
@@ -135,3 +136,18 @@ def test_mmseg_segmentor_checkpoint_loads_strictly_into_the_paper_row(tmp_path, 
     torch.save({"state_dict": state, "meta": {}}, ckpt)
     with pytest.raises(CheckpointError, match=r"backbone\.net\.blocks"):
         runner.load_checkpoint(str(ckpt))
+
+
+def test_segmentor_mismatch_names_key_groups():
+    """A whole-segmentor file that does not fit is refused with its missing and unexpected keys grouped
+    by layer (a segmentor has hundreds); one that fits comes back unchanged (``module.`` stripped)."""
+    model = torch.nn.Module()
+    model.blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(3))
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    fitted, report = match_segmentor_state(model, state, "seg.pth")
+    assert fitted.keys() == model.state_dict().keys() and "6 tensors" in report
+    lacking = {k: v for k, v in fitted.items() if not k.startswith("blocks.1.")}
+    lacking.update({"head.0.w": torch.zeros(1), "head.1.w": torch.zeros(1)})
+    with pytest.raises(CheckpointMismatchError) as err:
+        match_segmentor_state(model, lacking, "seg.pth")
+    assert "blocks.*.weight (1)" in str(err.value) and "head.*.w (2)" in str(err.value)

@@ -76,22 +76,30 @@ def key_mismatch(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tens
 
 
 def describe_mismatch(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                      allow_missing_prefixes: tuple[str, ...] = (), limit: int = 5) -> list[str]:
-    """Human-readable problems (missing / unexpected keys, shape mismatches), empty when it fits."""
+                      allow_missing_prefixes: tuple[str, ...] = (), limit: int = 5,
+                      groups: int | None = None) -> list[str]:
+    """Human-readable problems (missing / unexpected keys, shape mismatches), empty when it fits. Each
+    names its first ``limit`` entries; with ``groups``, missing and unexpected keys are named by
+    ``group_keys`` instead (at most ``groups`` groups: for models with many keys, e.g. a segmentor)."""
     found = key_mismatch(model.state_dict(), state_dict, allow_missing_prefixes)
     problems = []
     for title, items in (("shape mismatch", found.shapes), ("missing", found.missing), ("unexpected", found.unexpected)):
-        if items:
+        if not items:
+            continue
+        if groups is not None and title != "shape mismatch":
+            problems.append(f"{len(items)} {title} keys: {group_keys(items, limit=groups)}")
+        else:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             problems.append(f"{len(items)} {title} keys, first: {'; '.join(items[:limit])}{more}")
     return problems
 
 
 def check_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str, hint: str,
-               allow_missing_prefixes: tuple[str, ...] = ()) -> None:
+               allow_missing_prefixes: tuple[str, ...] = (), groups: int | None = None) -> None:
     """Raise CheckpointMismatchError ('{what}: problems. {hint}') unless ``state_dict`` holds exactly the
-    model's keys and shapes (keys under ``allow_missing_prefixes`` may be missing)."""
-    problems = describe_mismatch(model, state_dict, allow_missing_prefixes)
+    model's keys and shapes (keys under ``allow_missing_prefixes`` may be missing; ``groups``: see
+    ``describe_mismatch``)."""
+    problems = describe_mismatch(model, state_dict, allow_missing_prefixes, groups=groups)
     if problems:
         raise CheckpointMismatchError(f"{what}: " + " | ".join(problems) + f". {hint}")
 

@@ -19,7 +19,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmseg.registry import HOOKS
-from pretrain.checkpoints import CheckpointMismatchError, group_keys, key_mismatch
+from pretrain.checkpoints import check_fits, group_keys
 
 from .mmseg_vit_keys import MMSEG_PREFIX, is_mmseg_vit_state, mmseg_vit_to_ours
 
@@ -35,18 +35,10 @@ def match_segmentor_state(model: nn.Module, state: Mapping[str, torch.Tensor], s
     if type(backbone).__name__ == "MIMViT" and is_mmseg_vit_state(state):
         state, dropped = mmseg_vit_to_ours(state)
         note = f"; mmseg's ViT backbone names converted to MIMViT's, dropped: {group_keys(dropped, limit=8)}"
-    own = model.state_dict()
-    found = key_mismatch(own, state)
-    if found:
-        raise CheckpointMismatchError(
-            f"{source} does not fit this segmentor: {len(found.missing)} model keys missing "
-            f"({group_keys(found.missing, limit=8)}), {len(found.unexpected)} unexpected "
-            f"({group_keys(found.unexpected, limit=8)}), {len(found.shapes)} shape mismatches "
-            f"({'; '.join(found.shapes[:3]) or 'none'}). Pass a checkpoint of this config (same backbone, sizes and "
-            "classes); a pretraining checkpoint of the backbone goes to --weights as well and is loaded into "
-            "the backbone only."
-        )
-    return state, f"loaded all {len(own)} tensors of the segmentor from {source}{note}"
+    check_fits(model, state, f"{source} does not fit this segmentor",
+               "Pass a checkpoint of this config (same backbone, sizes and classes); a pretraining checkpoint of "
+               "the backbone goes to --weights as well and is loaded into the backbone only.", groups=8)
+    return state, f"loaded all {len(state)} tensors of the segmentor from {source}{note}"
 
 
 @HOOKS.register_module()
