@@ -3,14 +3,15 @@ into a backbone: ``pretrain.checkpoints.map_state_dict`` (names, arch check, rep
 position-table rules: ``pos_embed`` onto the backbone's grid (class-token slot added / dropped as it
 needs), ``rel_pos_h/w`` and ``relative_position_bias_table`` to its window / grid sizes.
 
-``load_backbone_checkpoint(backbone, path_or_state_dict)`` reads, maps, loads and logs the ``LoadReport``.
+``load_backbone_checkpoint(backbone, path_or_state_dict)`` reads, maps, loads and logs the ``LoadReport``
+(the detectron2 and mmseg adapters load pretraining files through it, each with its own logger).
 """
 from __future__ import annotations
 
 import logging
 import os
 from functools import partial
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -60,10 +61,16 @@ def convert_state_dict(
 
 def load_backbone_checkpoint(
     backbone: nn.Module, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor], strict: bool = True,
+    name: str | None = None, dropped: Sequence[str] = (), log: Callable[[str], None] = logger.info,
+    title: str = "",
 ) -> LoadReport:
-    """Load a pretraining checkpoint (path or state dict) into ``backbone``; returns the report (also logged)."""
-    state, source = state_and_source(checkpoint)
+    """Load a pretraining checkpoint (path or state dict; ``name`` for messages) into ``backbone``:
+    ``convert_state_dict``, then a load that leaves the keys the file lacks at init. ``dropped``: keys the
+    caller removed before (its own renaming), added to the report. Returns the report, also passed to
+    ``log`` after ``title``."""
+    state, source = state_and_source(checkpoint, name)
     sd, report = convert_state_dict(backbone, state, source, strict)
     backbone.load_state_dict(sd, strict=False)
-    logger.info("%s", report)
+    report.dropped += dropped
+    log(f"{title}{report}")
     return report

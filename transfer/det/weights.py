@@ -24,7 +24,7 @@ from pretrain.checkpoints import (
     OPTIONAL_KEYS, PRETRAINING_KINDS, CheckpointError, CheckpointKind, LoadReport, describe_checkpoint, expect_kind,
     read_checkpoint, require_loaded, state_dict_of,
 )
-from transfer.backbones import convert_state_dict
+from transfer.backbones import convert_state_dict, load_backbone_checkpoint
 from transfer.convert import TRUNK_TYPES, find_trunk
 
 logger = logging.getLogger("detectron2")
@@ -91,9 +91,8 @@ def load_pretraining(model: nn.Module, state: dict[str, torch.Tensor], source: s
     """Map a pretraining state dict into the backbone trunk; returns the trunk keys left at init (not
     counting the expected ones)."""
     prefix, trunk = find_trunk(model)
-    mapped, report = convert_state_dict(trunk, state, source, strict=False)
-    trunk.load_state_dict(mapped, strict=False)
-    logger.info("Loaded pretraining checkpoint into the backbone (%s*): %s", prefix, report)
+    report = load_backbone_checkpoint(trunk, state, strict=False, name=source, log=logger.info,
+                                      title=f"Loaded pretraining checkpoint into the backbone ({prefix}*): ")
     return [prefix + k for k in report.missing if not OPTIONAL_KEYS.search(k)]
 
 

@@ -18,7 +18,7 @@ Weights: ``pretrained=PATH_OR_NAME`` (what mmseg's ``model.pretrained`` hands to
 MAE / SIM / ConvMAE files or ours; an official name such as ``mae_pretrain_vit_base`` is downloaded
 once by ``pretrain.weights.resolve_weights``; or a ViT backbone file in mmseg's names, such as mmseg's
 MAE configs start from, renamed by ``mmseg_vit_keys.mmseg_backbone_to_ours``) through
-``transfer.backbones.convert_state_dict`` in ``init_weights()``: the file is read once
+``transfer.backbones.load_backbone_checkpoint`` in ``init_weights()``: the file is read once
 (``read_backbone_state``), position tables are resized to the training size, a checkpoint of another
 architecture or size is refused with ``CheckpointMismatchError``, and the key report is logged and
 kept as ``self.load_report``. A checkpoint that leaves backbone blocks at init raises ``PartialLoadError``;
@@ -27,6 +27,7 @@ kept as ``self.load_report``. A checkpoint that leaves backbone blocks at init r
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -42,7 +43,7 @@ from pretrain.checkpoints import (
 )
 from pretrain.encoders import OFFICIAL_WEIGHTS
 from pretrain.weights import names_a_download, resolve_weights
-from transfer.backbones import build_backbone, convert_state_dict
+from transfer.backbones import build_backbone, load_backbone_checkpoint
 
 from .mmseg_vit_keys import mmseg_backbone_to_ours
 
@@ -99,11 +100,9 @@ class _PretrainedBackbone(BaseModule):
         if isinstance(cfg, dict) and cfg.get("type") == "Pretrained":
             path = resolve_weights(os.path.expanduser(cfg["checkpoint"]))
             state, source, dropped = read_backbone_state(path)
-            loaded, report = convert_state_dict(self.net, state, source, strict=cfg.get("strict", True))
-            self.net.load_state_dict(loaded, strict=False)
-            report.dropped += dropped
-            self.load_report = report
-            print_log(f"{type(self).__name__}({self.name}): {self.load_report}", logger="current")
+            self.load_report = load_backbone_checkpoint(
+                self.net, state, strict=cfg.get("strict", True), name=source, dropped=dropped,
+                log=partial(print_log, logger="current"), title=f"{type(self).__name__}({self.name}): ")
             self._is_init = True
             return
         super().init_weights()  # other init_cfg types; None keeps the backbone's own initialisation
