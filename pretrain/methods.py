@@ -31,7 +31,6 @@ from pretrain.config import PretrainConfig
 from pretrain.data import MAETransform, PretrainDataset, to_model_input
 from pretrain.models.sim.geometry import sim_relative_crop
 from pretrain.models.sim.views import SIMTransform
-from pretrain.models.vit_common import pos_embed_for_grid
 from pretrain.optim import momentum_at
 from pretrain.reconstruction_grid import save_reconstruction_grid
 
@@ -39,16 +38,6 @@ from pretrain.reconstruction_grid import save_reconstruction_grid
 def _in_order(n: int, length: int, device: torch.device) -> torch.Tensor:
     """Mask noise [N, L] that keeps every token in raster order (with mask ratio 0)."""
     return torch.arange(length, dtype=torch.float32, device=device).expand(n, length)
-
-
-def _vit_tokens(model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
-    """imgs [N, 3, H, W] -> the last block's output on every patch, class token first [N, 1 + L, D]
-    (a ViT encoder: MAE's, SIM's online one; no mask, no final norm)."""
-    grid = (imgs.shape[-2] // model.patch_size, imgs.shape[-1] // model.patch_size)
-    pos = pos_embed_for_grid(model.pos_embed, grid, model.grid_size)  # [1, 1 + L, D]
-    x = model.patch_embed(imgs) + pos[:, 1:]  # [N, L, D]
-    cls = (model.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
-    return model.run_blocks(model.blocks, torch.cat([cls, x], dim=1))
 
 
 class Method(ABC):
@@ -68,9 +57,10 @@ class Method(ABC):
     @abstractmethod
     def loss(self, model: nn.Module, batch: dict, device: torch.device) -> torch.Tensor: ...
 
-    @abstractmethod
     def last_block_tokens(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
-        """imgs [N, 3, H, W] -> the encoder's last-block output on every patch [N, prefix + L, D]."""
+        """imgs [N, 3, H, W] -> the encoder's last-block output on every patch [N, prefix + L, D]; here a
+        class-token ViT's (``ClassTokenViT``: MAE's, SIM's online one; no mask, no final norm)."""
+        return model.encode_tokens(*model.embed_patches(imgs))
 
     def features(self, model: nn.Module, imgs: torch.Tensor, pool: str | None = None) -> torch.Tensor:
         """imgs [N, 3, H, W] -> image embedding [N, D], pooled as ``pool`` (module docstring)."""
@@ -118,9 +108,6 @@ class MAEMethod(Method):
 
     pools = ("cls", "mean")
 
-    def last_block_tokens(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
-        return _vit_tokens(model, imgs)
-
 
 class ConvMAEMethod(MAEMethod):
     """ConvMAE (Alpha-VL/ConvMAE): MAE's data, loss and pictures; masks on the stage-3 grid."""
@@ -161,10 +148,6 @@ class SIMMethod(Method):
         mm = momentum_at(epoch, self.cfg.mm, self.cfg.epochs, self.cfg.mm_schedule)
         model.update_momentum(mm)
         return {"mm": mm}
-
-    def last_block_tokens(self, model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
-        """imgs [N, 3, H, W] -> the online encoder's last block on every patch [N, 1 + L, D]."""
-        return _vit_tokens(model, imgs)
 
 
 METHODS: dict[str, type[Method]] = {"mae": MAEMethod, "convmae": ConvMAEMethod, "sim": SIMMethod}

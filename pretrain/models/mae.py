@@ -19,11 +19,11 @@ from . import reconstruction
 from .masking import gather_tokens, random_masking_indices, unshuffle_with_mask_tokens
 from .registry import register_model
 from .vit_common import (
-    DECODER_PREFIXES, GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid,
+    DECODER_PREFIXES, ClassTokenViT, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid,
 )
 
 
-class MaskedAutoencoderViT(GradCheckpointing, nn.Module):
+class MaskedAutoencoderViT(ClassTokenViT, nn.Module):
     """MAE with a ViT encoder and decoder (timm ``Block``: attention via scaled_dot_product_attention).
 
     ``img_size`` fixes the grid the stored ``pos_embed`` is built for; other sizes divisible by the
@@ -91,10 +91,6 @@ class MaskedAutoencoderViT(GradCheckpointing, nn.Module):
             nn.init.normal_(self.encoder_mask_token, std=0.02)
         self.apply(init_vit_weights)
 
-    @property
-    def patch_size(self) -> int:
-        return self.patch_embed.patch_size[0]
-
     # ---------------------------------------------------------------- checkpoints
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """The encoder part (what the released ``mae_pretrain_vit_*.pth`` files hold)."""
@@ -114,12 +110,8 @@ class MaskedAutoencoderViT(GradCheckpointing, nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """imgs [N, 3, H, W] -> (latent [N, 1 + len_keep, D] (or [N, 1 + L, D] with encoder mask
         tokens), mask [N, L] with 1 = removed, ids_restore [N, L])."""
-        x = self.patch_embed(imgs)  # [N, L, D]
+        x, pos = self.embed_patches(imgs)  # [N, L, D], [1, 1 + L, D]
         n, length, _ = x.shape
-        grid = (imgs.shape[-2] // self.patch_size, imgs.shape[-1] // self.patch_size)
-        pos = pos_embed_for_grid(self.pos_embed, grid, self.grid_size)  # [1, 1 + L, D]
-        x = x + pos[:, 1:]
-
         if noise is None:
             noise = torch.rand(n, length, device=x.device)
         ids_keep, ids_restore, mask = random_masking_indices(noise, mask_ratio)
@@ -128,11 +120,7 @@ class MaskedAutoencoderViT(GradCheckpointing, nn.Module):
             x = torch.where(mask.unsqueeze(-1).bool(), m, x)  # [N, L, D]
         else:
             x = gather_tokens(x, ids_keep)  # [N, len_keep, D]
-
-        cls = (self.cls_token + pos[:, :1]).expand(n, -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        x = self.run_blocks(self.blocks, x)
-        return self.norm(x), mask, ids_restore
+        return self.norm(self.encode_tokens(x, pos)), mask, ids_restore
 
     def forward_decoder(
         self, x: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int] | None = None

@@ -1,6 +1,7 @@
 """ViT pieces shared by MAE, SIM and ConvMAE: the official initialisation, fixed sin-cos position
-tables for any grid, one activation-checkpointing switch (``GradCheckpointing``) and the key prefixes
-an encoder-only checkpoint lacks (``DECODER_PREFIXES``)."""
+tables for any grid, one activation-checkpointing switch (``GradCheckpointing``), the embedding steps of
+a class-token ViT encoder (``ClassTokenViT``: MAE's, SIM's online one) and the key prefixes an
+encoder-only checkpoint lacks (``DECODER_PREFIXES``)."""
 from __future__ import annotations
 
 import torch
@@ -36,6 +37,29 @@ class GradCheckpointing:
         for blk in blocks:
             x = self.run_block(blk, x)
         return x
+
+
+class ClassTokenViT(GradCheckpointing):
+    """Mixin for a ViT encoder with a class token (MAE's, SIM's online one): ``patch_embed``,
+    ``pos_embed`` [1, 1 + L, D] (class slot first) built for ``grid_size``, ``cls_token``, ``blocks``.
+    Between ``embed_patches`` and ``encode_tokens`` the caller may drop or replace tokens (masking)."""
+
+    @property
+    def patch_size(self) -> int:
+        return self.patch_embed.patch_size[0]
+
+    def embed_patches(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """imgs [N, 3, H, W] -> (patch tokens plus their position [N, L, D], the position table of this
+        grid [1, 1 + L, D])."""
+        grid = (imgs.shape[-2] // self.patch_size, imgs.shape[-1] // self.patch_size)
+        pos = pos_embed_for_grid(self.pos_embed, grid, self.grid_size)
+        return self.patch_embed(imgs) + pos[:, 1:], pos
+
+    def encode_tokens(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Tokens [N, K, D] from ``embed_patches`` (all, or those kept) and its ``pos`` -> the last
+        block's output [N, 1 + K, D], class token (plus its position) first; no final norm."""
+        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+        return self.run_blocks(self.blocks, torch.cat([cls, x], dim=1))
 
 
 def init_vit_weights(m: nn.Module) -> None:

@@ -24,7 +24,7 @@ from timm.models.vision_transformer import Block
 
 from ..masking import gather_tokens
 from ..registry import register_model
-from ..vit_common import GradCheckpointing, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
+from ..vit_common import ClassTokenViT, fixed_pos_embed, init_patch_projection, init_vit_weights, pos_embed_for_grid
 from .geometry import RelativeCrop, relative_pos_embed
 from .masking import visible_indices
 
@@ -70,7 +70,7 @@ def unigrad_loss(pred: torch.Tensor, target: torch.Tensor, neg_weight: float = 0
         return (pos_term + neg_weight * neg_term) / d
 
 
-class SiameseIMViT(GradCheckpointing, nn.Module):
+class SiameseIMViT(ClassTokenViT, nn.Module):
     """SIM with ViT backbone. See the module docstring; ``forward`` documents the inputs."""
 
     # (online, momentum) pairs updated by EMA, as the official mm_update (parameters, not BN stats)
@@ -169,10 +169,6 @@ class SiameseIMViT(GradCheckpointing, nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
         self.apply(init_vit_weights)
 
-    @property
-    def patch_size(self) -> int:
-        return self.patch_embed.patch_size[0]
-
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """The online encoder: cls_token, pos_embed, patch_embed.*, blocks.* (SIM has no final norm)."""
         return {
@@ -205,12 +201,8 @@ class SiameseIMViT(GradCheckpointing, nn.Module):
     # ---------------------------------------------------------------- paper steps
     def forward_online(self, x1: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """View 1 [N, 3, H, W], ids_keep [N, K] -> projected tokens [N, 1 + K, Dd] (cls first)."""
-        grid = (x1.shape[-2] // self.patch_size, x1.shape[-1] // self.patch_size)
-        pos = pos_embed_for_grid(self.pos_embed, grid, self.grid_size)
-        x = gather_tokens(self.patch_embed(x1) + pos[:, 1:], ids_keep)  # [N, K, D]
-        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
-        x = self.run_blocks(self.blocks, torch.cat([cls, x], dim=1))
-        x = self.decoder_embed(x)
+        x, pos = self.embed_patches(x1)
+        x = self.decoder_embed(self.encode_tokens(gather_tokens(x, ids_keep), pos))  # [N, 1 + K, Dd]
         return self.run_blocks(self.projector_decoder_blocks, x)
 
     def forward_predictor(
