@@ -26,15 +26,14 @@ KERNELS = ["cpu kept", "cpu recomputed", "folded"]
 
 @pytest.fixture(params=KERNELS)
 def kernel(request, monkeypatch):
-    """Makes ``Attention`` (on the CPU) run one kernel: the CPU one keeping its probabilities (the
-    default for these short sequences), the CPU one recomputing them block by block (one query row each), or
-    the folded SDPA form (the GPU kernel)."""
+    """The kernel a test hands to ``Attention`` / ``WindowBlock`` (``rel_pos_kernel=``) or to
+    ``decomposed_rel_pos_attention`` (``kernel=``): None, the device's (the CPU one) keeping its
+    probabilities (the default for these short sequences) or recomputing them block by block (one
+    query row each), or the folded SDPA form (the GPU kernel)."""
     if request.param == "cpu recomputed":
         monkeypatch.setattr(rel_pos_attention, "KEEP_MAX_KEYS", 0)
         monkeypatch.setattr(rel_pos_attention, "BLOCK_BYTES", 1)  # -> 1 row; rows_per_block is clamped
-    elif request.param == "folded":
-        monkeypatch.setattr(rel_pos_attention, "rel_pos_kernel", lambda device: folded_attention)
-    return request.param
+    return folded_attention if request.param == "folded" else None
 
 
 def decomposed_rel_pos_bias(q, rel_pos_h, rel_pos_w, q_size, k_size) -> torch.Tensor:
@@ -86,7 +85,7 @@ def assert_same(a: tuple[torch.Tensor, dict], b: tuple[torch.Tensor, dict]) -> N
 def test_attention_equals_the_materialised_bias(grid, table, kernel):
     """Square, non-square, and tables interpolated to a larger non-square grid."""
     torch.manual_seed(0)
-    attn = Attention(64, 4, rel_pos_size=table)
+    attn = Attention(64, 4, rel_pos_size=table, rel_pos_kernel=kernel)
     random_rel_pos(attn)
     x = torch.randn(2, *grid, 64)
     assert_same(outputs_and_grads(attn, x, attn), outputs_and_grads(attn, x, lambda t: materialised_attention(attn, t)))
@@ -95,7 +94,7 @@ def test_attention_equals_the_materialised_bias(grid, table, kernel):
 def test_attention_with_an_extra_mask(kernel):
     """A caller's bias (Swin's shift mask, a bias table) still adds on top of the folded terms."""
     torch.manual_seed(0)
-    attn = Attention(32, 2, rel_pos_size=(5, 5))
+    attn = Attention(32, 2, rel_pos_size=(5, 5), rel_pos_kernel=kernel)
     random_rel_pos(attn)
     x = torch.randn(3, 5, 5, 32)
     bias = torch.randn(3, 2, 25, 25)
@@ -124,10 +123,26 @@ def test_learned_bias_gets_its_gradient(bias_shape, kernel):
             t.grad = None
         return result
 
-    ours = grads(lambda: decomposed_rel_pos_attention(q, k, v, rh, rw, g, g, bias))
+    ours = grads(lambda: decomposed_rel_pos_attention(q, k, v, rh, rw, g, g, bias, kernel))
     ref = grads(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=decomposed_rel_pos_bias(q, rh, rw, g, g) + bias))
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, **TOL)
+
+
+def test_attention_runs_the_kernel_it_is_given():
+    """``rel_pos_kernel=`` reaches the kernel call (the folded tests above would pass on the CPU kernel
+    too); without it the device picks: the blockwise softmax on the CPU, the folded form elsewhere."""
+    calls = []
+
+    def spy(*args):
+        calls.append(args[-1])
+        return folded_attention(*args)
+
+    block = WindowBlock(16, 2, rel_pos_size=(3, 4), rel_pos_kernel=spy)
+    block(torch.randn(1, 3, 4, 16))
+    assert calls == [(3, 4)]
+    assert rel_pos_attention.rel_pos_kernel(torch.device("cpu")) == rel_pos_attention.BlockwiseAttention.apply
+    assert rel_pos_attention.rel_pos_kernel(torch.device("meta")) is folded_attention
 
 
 def test_folded_attention_runs_on_the_flash_kernel():
@@ -155,7 +170,7 @@ def test_global_attention_equals_detectron2(grid, table, kernel):
     d2 = _d2_vit()
     torch.manual_seed(0)
     theirs = d2.Attention(64, num_heads=4, qkv_bias=True, use_rel_pos=True, rel_pos_zero_init=False, input_size=table)
-    ours = Attention(64, 4, rel_pos_size=table)
+    ours = Attention(64, 4, rel_pos_size=table, rel_pos_kernel=kernel)
     ours.load_state_dict(theirs.state_dict())
     random_rel_pos(ours)
     theirs.load_state_dict(ours.state_dict())
@@ -171,7 +186,7 @@ def test_block_equals_detectron2(grid, window, kernel):
     size = (window, window) if window else grid
     theirs = d2.Block(48, num_heads=3, window_size=window, use_rel_pos=True, rel_pos_zero_init=False,
                       input_size=size, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))  # ViTDet's eps
-    ours = WindowBlock(48, 3, window_size=window, rel_pos_size=size)
+    ours = WindowBlock(48, 3, window_size=window, rel_pos_size=size, rel_pos_kernel=kernel)
     ours.load_state_dict(theirs.state_dict())
     random_rel_pos(ours)
     theirs.load_state_dict(ours.state_dict())
@@ -223,13 +238,11 @@ def test_global_attention_builds_no_length_squared_tensor(kernel, monkeypatch):
     no tensor of L x L elements (the materialised bias makes [B, heads, L, L]; the probe sees it): the
     CPU kernel works in blocks of query rows (made smaller than L x L here), the folded one in SDPA."""
     torch.manual_seed(0)
-    attn = Attention(32, 2, rel_pos_size=(32, 32))
+    attn = Attention(32, 2, rel_pos_size=(32, 32), rel_pos_kernel=folded_attention if kernel == "folded" else None)
     random_rel_pos(attn)
     x = torch.randn(1, 32, 32, 32, requires_grad=True)
     length = 32 * 32
     monkeypatch.setattr(rel_pos_attention, "BLOCK_BYTES", 2 * length * length)  # 1/4 of one head's L x L (fp32)
-    if kernel == "folded":
-        monkeypatch.setattr(rel_pos_attention, "rel_pos_kernel", lambda device: folded_attention)
     ours = largest_tensor_built(lambda: attn(x).sum().backward())
     materialised = largest_tensor_built(lambda: materialised_attention(attn, x).sum().backward())
     assert materialised >= 2 * length * length  # the probe sees [1, 2, L, L]

@@ -3,7 +3,8 @@
     softmax(q.k / sqrt(C) + rel_h[row(key)] + rel_w[col(key)] (+ attn_mask)) v
 
 ``decomposed_rel_pos_attention`` computes the two terms (``rel_pos.decomposed_rel_pos_terms``) and hands
-them to the kernel of the device (``rel_pos_kernel``):
+them to the caller's kernel (``kernel=``; ``vit_block.Attention(rel_pos_kernel=)``) or the device's
+(``rel_pos_kernel``):
 - GPU (any non-CPU device): the terms folded into SDPA's q.k (``rel_pos.folded_attention``),
   so the flash / memory-efficient kernels run; no L x L tensor.
 - CPU: an explicit softmax over blocks of query rows (``BlockwiseAttention``): the logits of

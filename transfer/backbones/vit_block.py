@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 
 from .rel_pos import RelativePositionBias
-from .rel_pos_attention import decomposed_rel_pos_attention
+from .rel_pos_attention import Kernel, decomposed_rel_pos_attention
 from .window_attention import pad_to_window, shifted_window_mask, window_partition, window_unpartition
 
 
@@ -31,6 +31,7 @@ class Attention(nn.Module):
     ``rel_pos_size`` (h, w): the grid the zero-initialised tables ``rel_pos_h`` [2h-1, head_dim] and
     ``rel_pos_w`` [2w-1, head_dim] are sized for (the window, or the full grid for global blocks);
     None disables them. Other grids interpolate the tables linearly (detectron2 ``get_rel_pos``).
+    ``rel_pos_kernel``: the kernel ``decomposed_rel_pos_attention`` runs them with (None: the device's).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class Attention(nn.Module):
         qkv_bias: bool = True,
         rel_pos_size: tuple[int, int] | None = None,
         rel_pos_zero_init: bool = True,
+        rel_pos_kernel: Kernel | None = None,
     ):
         super().__init__()
         if dim % num_heads:
@@ -49,6 +51,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.use_rel_pos = rel_pos_size is not None
+        self.rel_pos_kernel = rel_pos_kernel
         if self.use_rel_pos:
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_pos_size[0] - 1, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_pos_size[1] - 1, head_dim))
@@ -68,7 +71,8 @@ class Attention(nn.Module):
             if x.dim() != 4:
                 raise ValueError(f"decomposed rel-pos needs a token grid [B, h, w, C]; got {tuple(shape)}")
             hw = (shape[1], shape[2])  # no [B, nH, L, L] bias is kept
-            x = decomposed_rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, hw, hw, mask)
+            x = decomposed_rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, hw, hw, mask,
+                                             self.rel_pos_kernel)
         else:
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nH, L, hd]; scale hd^-0.5
         x = x.transpose(1, 2).reshape(shape)
@@ -90,6 +94,7 @@ class WindowBlock(nn.Module):
     full grid of a global block; ``num_prefix_tokens`` 1 adds BEiT's 3 class-token entries), added
     to ``attn_bias``; ``init_values`` adds layer scale
     (``gamma_1``, ``gamma_2``, per-channel, initialised to that value) on both residual branches.
+    ``rel_pos_kernel``: see ``Attention``.
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class WindowBlock(nn.Module):
         rel_pos_bias_grid: tuple[int, int] | None = None,
         init_values: float | None = None,
         num_prefix_tokens: int = 0,
+        rel_pos_kernel: Kernel | None = None,
     ):
         super().__init__()
         if shift_size and not 0 < shift_size < window_size:
@@ -115,7 +121,7 @@ class WindowBlock(nn.Module):
         self.window_size = window_size
         self.shift_size = shift_size
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias, rel_pos_size, rel_pos_zero_init)
+        self.attn = Attention(dim, num_heads, qkv_bias, rel_pos_size, rel_pos_zero_init, rel_pos_kernel)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer)
