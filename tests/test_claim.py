@@ -125,3 +125,13 @@ def test_quick_claim_end_to_end(tmp_path):
 
     again = run("--seeds", "0")  # every task of seed 0 is there: nothing runs, both tables are written
     assert "$ " not in again and "mae − random_mae" in again and "mae − random_vit" in again
+
+
+def test_a_detector_that_found_nothing_scores_zero_ap(tmp_path):
+    """detectron2 reports NaN box AP and no mask AP when the model kept no detection; the table must count
+    that seed as 0 AP, not NaN (which turned the seed mean into NaN)."""
+    det = tmp_path / "det" / "random_vit_s1"
+    (det / "inference").mkdir(parents=True)
+    (det / "results.json").write_text(json.dumps({"bbox": {"AP": float("nan"), "AP50": float("nan")}}))
+    (det / "inference" / "coco_instances_results.json").write_text("[]")
+    assert ft.collect(["mae"], [1], tmp_path) == {"random_vit": {1: {"AP_box": 0.0, "AP_mask": 0.0}}}
