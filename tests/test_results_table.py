@@ -97,3 +97,14 @@ def test_classification_run_beside_its_paper_row(tmp_path):
     row = collect_run(run)
     assert (row["task"], row["acc1"], row["paper_acc1"], row["diff_acc1"]) == ("cls", 83.5, 83.6, -0.1)
     assert format_markdown([row]).splitlines()[2].endswith("| 83.5 / 83.6 (-0.1) |")
+
+
+def test_a_detector_that_found_nothing_scores_zero_ap(tmp_path):
+    """detectron2 writes NaN box AP and no mask AP when the model kept no detection (it skips COCO
+    evaluation); the table reads the saved detections and shows 0 AP, as COCO defines it, not NaN."""
+    run = tmp_path / "mask_rcnn_vitdet_mae_b_100ep"
+    (run / "inference").mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"bbox": {"AP": float("nan"), "AP50": float("nan")}}))
+    (run / "inference" / "coco_instances_results.json").write_text("[]")
+    row = collect_run(run)
+    assert (row["AP_box"], row["AP_mask"], row["diff_AP_box"]) == (0.0, 0.0, -51.6)

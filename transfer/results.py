@@ -48,8 +48,11 @@ def _json_lines(path: str) -> list[dict]:
 
 
 def read_det_metrics(run_dir: str | os.PathLike) -> dict[str, float] | None:
-    """{'AP_box', 'AP_mask'} of a detectron2 output dir, None when it holds no evaluation."""
+    """{'AP_box', 'AP_mask'} of a detectron2 output dir, None when it holds no evaluation. A run that kept
+    no detection scores 0 (``found_nothing``)."""
     run_dir = Path(run_dir)
+    if found_nothing(run_dir):  # detectron2 skips COCO evaluation then and reports NaN box AP, no mask AP
+        return {"AP_box": 0.0, "AP_mask": 0.0}
     if (run_dir / "results.json").is_file():
         res = json.loads((run_dir / "results.json").read_text())
         out = {"AP_box": res.get("bbox", {}).get("AP"), "AP_mask": res.get("segm", {}).get("AP")}
@@ -60,6 +63,14 @@ def read_det_metrics(run_dir: str | os.PathLike) -> dict[str, float] | None:
         if evals:
             return {"AP_box": evals[-1].get("bbox/AP"), "AP_mask": evals[-1].get("segm/AP")}
     return None
+
+
+def found_nothing(run_dir: Path) -> bool:
+    """Whether a finished detection run kept no detection on its evaluation set (every score below the
+    test threshold; its saved detections are ``[]``): its AP is 0 by COCO's definition (recall 0 at every
+    threshold). Every detection row here is a Mask R-CNN, so its mask AP is 0 as well."""
+    detections = run_dir / "inference" / "coco_instances_results.json"
+    return (run_dir / "results.json").is_file() and detections.is_file() and json.loads(detections.read_text()) == []
 
 
 def read_cls_metrics(run_dir: str | os.PathLike) -> dict[str, float] | None:

@@ -11,7 +11,6 @@ initial weights of everything the checkpoint does not hold and the data order.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -88,18 +87,7 @@ def run_dir(out: Path, task: str, init: FineTuneInit, seed: int) -> Path:
 
 
 def read_metrics(task: str, path: Path) -> dict[str, float] | None:
-    if task == "seg":
-        return read_seg_metrics(path)
-    if found_nothing(path):  # detectron2 skips COCO evaluation then and reports NaN box AP and no mask AP
-        return {"AP_box": 0.0, "AP_mask": 0.0}
-    return read_det_metrics(path)
-
-
-def found_nothing(path: Path) -> bool:
-    """Whether a finished detection run kept no detection on the validation set (every score below the
-    test threshold): its AP is 0 by COCO's definition (recall 0 at every threshold)."""
-    detections = path / "inference" / "coco_instances_results.json"
-    return (path / "results.json").is_file() and detections.is_file() and json.loads(detections.read_text()) == []
+    return read_det_metrics(path) if task == "det" else read_seg_metrics(path)
 
 
 def tool_arguments(task: str, init: FineTuneInit, seed: int, data: Path, out: Path, quick: bool) -> tuple[str, list[str]]:
