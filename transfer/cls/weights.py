@@ -28,7 +28,7 @@ from timm.layers import trunc_normal_
 from pretrain.checkpoints import (
     LoadReport, check_fits, key_mismatch, require_loaded, state_and_source, strip_prefixes,
 )
-from transfer.backbones import convert_state_dict
+from transfer.backbones import load_backbone_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,8 @@ def load_pretrained_trunk(model: nn.Module, state_dict: Mapping[str, torch.Tenso
     own = model.state_dict()
     sd = {k: v for k, v in state_dict.items()
           if not (NEW_KEYS.match(k) and k in own and tuple(v.shape) != tuple(own[k].shape))}
-    converted, report = convert_state_dict(model, sd, source, strict=False)
-    report.dropped += sorted(set(state_dict) - set(sd))
-    model.load_state_dict(converted, strict=False)
+    report = load_backbone_checkpoint(model, sd, strict=False, name=source, dropped=sorted(set(state_dict) - set(sd)),
+                                      log=logger.info)
     require_loaded([k for k in report.missing if not NEW_KEYS.match(k)], source, allow_partial,
                    " A classifier takes every trunk parameter from the file; only head.* and fc_norm.* are new.")
     if "head.weight" in report.missing and isinstance(model.head, nn.Linear):
@@ -72,9 +71,8 @@ def load_classifier_weights(model: nn.Module, checkpoint: str | os.PathLike | Ma
     """Load a fine-tuned (strict) or a pretraining file (trunk + new head) into ``model``."""
     state, source = state_and_source(checkpoint)
     state_dict, _ = strip_prefixes(state)
-    if is_complete(model, state_dict):
-        report = load_finetuned(model, state_dict, source)
-    else:
-        report = load_pretrained_trunk(model, state_dict, source, head_init_std, allow_partial)
+    if not is_complete(model, state_dict):
+        return load_pretrained_trunk(model, state_dict, source, head_init_std, allow_partial)  # logs its report
+    report = load_finetuned(model, state_dict, source)
     logger.info("%s", report)
     return report
