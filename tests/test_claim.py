@@ -2,6 +2,7 @@
 method at its pretraining initialisation, and tools/mini_repro.py --claim --quick end to end (slow)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -78,6 +79,58 @@ def test_finetune_runs_differ_by_the_weights_only(tmp_path):
         assert [a.replace("sim_s2", "RUN") for a in pretrained] == [a.replace("random_vit_s2", "RUN") for a in random]
         assert "--weights" not in random and (ROOT / random[random.index("--config") + 1]).is_file()
         assert script == f"train_{task}.py"
+
+
+@pytest.mark.parametrize("arch", ["vit", "convmae"])
+def test_schedule_options_at_the_default_length_are_the_det_configs_own(arch):
+    """--ft-iters stretches the schedule by overrides; at FT_ITERS they must leave each file as it is."""
+    pytest.importorskip("detectron2")
+    from detectron2.config import LazyConfig
+    from omegaconf import OmegaConf
+
+    path = str(ROOT / ft.CONFIGS["det", arch])
+    own, overridden = LazyConfig.load(path), LazyConfig.apply_overrides(LazyConfig.load(path),
+                                                                        ft.det_schedule_options(ft.FT_ITERS))
+    for part in ("train", "lr_multiplier"):  # the parts the overrides set
+        assert OmegaConf.to_container(overridden[part]) == OmegaConf.to_container(own[part]), part
+    longer = LazyConfig.apply_overrides(LazyConfig.load(path), ft.det_schedule_options(1440))
+    assert longer.train.max_iter == 1440 and list(longer.lr_multiplier.scheduler.milestones) == [1152, 1339]
+
+
+@pytest.mark.parametrize("arch", ["vit", "convmae"])
+def test_schedule_options_at_the_default_length_are_the_seg_configs_own(arch):
+    pytest.importorskip("mmseg")
+    from mmengine.config import Config, DictAction
+
+    path = str(ROOT / ft.CONFIGS["seg", arch])
+    own, overridden = Config.fromfile(path), Config.fromfile(path)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)  # as tools/train_seg.py parses them
+    overridden.merge_from_dict(parser.parse_args(["--cfg-options", *ft.seg_schedule_options(ft.FT_ITERS)]).cfg_options)
+    assert overridden.to_dict() == own.to_dict()
+    own.merge_from_dict(parser.parse_args(["--cfg-options", *ft.seg_schedule_options(1440)]).cfg_options)
+    assert own.train_cfg.max_iters == own.param_scheduler[1]["end"] == 1440
+
+
+def _finished_det_run(path: Path, iters: int) -> None:
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps({"bbox": {"AP": 3.0}, "segm": {"AP": 2.0}}))
+    (path / "config.yaml").write_text(f"train:\n  max_iter: {iters}\n")
+
+
+def test_a_finished_run_of_another_length_is_not_reused(tmp_path):
+    """A 480-iteration run must not join a table of 1440-iteration runs in the same --output."""
+    for seed in (0,):
+        for init in ("random_vit", "mae"):
+            _finished_det_run(tmp_path / "det" / f"{init}_s{seed}", 480)
+    calls = []
+    args = argparse.Namespace(tasks=["det"], seeds=[0], fresh=False, quick=False, ft_iters=480)
+    ft.finetune(args, lambda *a: calls.append(a), ["mae"], tmp_path / "data", tmp_path)
+    assert calls == []  # the same length: reused
+    with pytest.raises(ValueError):
+        ft.finetune(argparse.Namespace(**{**vars(args), "ft_iters": 1440}), lambda *a: calls.append(a), ["mae"],
+                    tmp_path / "data", tmp_path)
+    assert calls == []
 
 
 def test_collect_merges_det_and_seg_runs(tmp_path):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import re
 import shlex
 import subprocess
 import sys
@@ -37,7 +36,8 @@ from pathlib import Path
 
 from transfer.claim.finetune import quick_det_options, quick_seg_options
 from transfer.claim.pipeline import add_arguments, run_claim
-from transfer.results import collect_run, format_csv, format_markdown, read_det_metrics, read_seg_metrics
+from transfer.results import (collect_run, format_csv, format_markdown, read_det_metrics, read_seg_metrics,
+                              run_iterations)
 from transfer.toy_datasets import coco_toy_dataset_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def finetune_det(args, inits: list[Init], encoders: dict, data: Path, out: Path)
                                       "--output", str(run_dir), "--overwrite", *weights, *det_opts],
                      out / "logs" / f"det_{init.name}.log")
         write_info(run_dir, row="mini_repro_det", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
-                   pretraining=pretraining_desc(init, out), schedule=f"toy Mask R-CNN, {det_iters(run_dir)} it x 4 img")
+                   pretraining=pretraining_desc(init, out), schedule=f"toy Mask R-CNN, {run_iterations(run_dir) or '?'} it x 4 img")
         run_dirs.append(run_dir)
     return run_dirs
 
@@ -181,7 +181,7 @@ def finetune_seg(args, inits: list[Init], encoders: dict, data: Path, out: Path)
                                       "--cfg-options", *opts],
                      out / "logs" / f"seg_{init.name}.log")
         write_info(run_dir, row="mini_repro_seg", backbone=VIT_DESC if init.arch == "vit" else CONVMAE_DESC,
-                   pretraining=pretraining_desc(init, out), schedule=f"toy UperNet, {seg_iters(run_dir)} it")
+                   pretraining=pretraining_desc(init, out), schedule=f"toy UperNet, {run_iterations(run_dir) or '?'} it")
         run_dirs.append(run_dir)
     return run_dirs
 
@@ -211,22 +211,6 @@ def main(argv=None) -> list[dict]:
     for line in compare_to_random(rows):
         print(line)
     return rows
-
-
-def det_iters(run_dir: Path) -> str:
-    """train.max_iter of a detectron2 run, from the config.yaml it dumps."""
-    text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
-    found = re.search(r"^\s+max_iter: (\d+)$", text, flags=re.M)
-    return found.group(1) if found else "?"
-
-
-def seg_iters(run_dir: Path) -> str:
-    """train_cfg.max_iters of an mmseg run, from the config mmengine dumps into its work dir."""
-    for cfg in run_dir.glob("*.py"):
-        found = re.search(r"max_iters=(\d+)", cfg.read_text())
-        if found:
-            return found.group(1)
-    return "?"
 
 
 def compare_to_random(rows: list[dict]) -> list[str]:

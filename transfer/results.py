@@ -21,6 +21,7 @@ import glob
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 PAPER_RESULTS = Path(__file__).resolve().parents[1] / "configs" / "paper_results.json"
@@ -95,6 +96,18 @@ def read_seg_metrics(run_dir: str | os.PathLike) -> dict[str, float] | None:
         if evals:
             last = evals[-1]
             return {"mIoU": next(last[k] for k in ("mIoU", "val/mIoU", "test/mIoU") if k in last)}
+    return None
+
+
+def run_iterations(run_dir: str | os.PathLike) -> int | None:
+    """The training length a run was configured with: train.max_iter of the config.yaml detectron2 dumps,
+    else train_cfg.max_iters of the config mmengine dumps into its work dir; None when neither is there."""
+    run_dir = Path(run_dir)
+    dumped = [run_dir / "config.yaml"] if (run_dir / "config.yaml").is_file() else sorted(run_dir.glob("*.py"))
+    for path in dumped:
+        found = re.search(r"^\s+max_iter: (\d+)$|max_iters=(\d+)", path.read_text(), flags=re.M)
+        if found:
+            return int(found.group(1) or found.group(2))
     return None
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from transfer.results import read_det_metrics, read_seg_metrics
+from transfer.results import read_det_metrics, read_seg_metrics, run_iterations
 from transfer.toy_datasets import coco_toy_dataset_spec
 
 RunTool = Callable[[str, list[str], Path], None]  # tools/<script>, its arguments, the log file
@@ -26,6 +26,8 @@ CONFIGS = {("det", "vit"): "configs/det/claim_vitdet_tiny.py", ("det", "convmae"
            ("seg", "vit"): "configs/seg/claim_upernet_vit_tiny.py",
            ("seg", "convmae"): "configs/seg/claim_upernet_convmae_tiny.py"}
 DATA_SEED = 100  # the fine-tuning sets' own random stream (the pool and the labelled set use seed 0)
+FT_ITERS = 480  # the claim configs' own schedule length (tests/test_claim.py checks both files agree)
+QUICK_ITERS = 4  # --quick: a pipeline check
 IMAGE_SIZE = 96  # see configs/det/claim_vitdet_tiny.py for why
 
 
@@ -59,6 +61,8 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
                    help="claim: frozen kNN / linear probe (cls), Mask R-CNN (det), UperNet (seg)")
     p.add_argument("--ft-train", type=int, default=64, help="claim: labelled det / seg training images")
     p.add_argument("--ft-val", type=int, default=500, help="claim: det / seg validation images")
+    p.add_argument("--ft-iters", type=int, default=FT_ITERS,
+                   help="claim: det / seg training iterations (the configs' steps and warm-up scale with it)")
 
 
 def make_finetune_data(args: argparse.Namespace, run_tool: RunTool, data: Path, out: Path) -> None:
@@ -70,13 +74,28 @@ def make_finetune_data(args: argparse.Namespace, run_tool: RunTool, data: Path, 
                                       "--seed", str(DATA_SEED)], out / "logs" / "data_finetune.log")
 
 
-def quick_det_options(n: int = 4) -> list[str]:
+def det_schedule_options(n: int) -> list[str]:
+    """detectron2 overrides that set a claim config's schedule to ``n`` iterations: steps at 80 % and 93 %,
+    20 warm-up iterations, evaluated and saved at the end, as the file writes it for FT_ITERS."""
+    return [f"train.max_iter={n}", f"train.eval_period={n}", f"train.checkpointer.period={n}",
+            f"lr_multiplier.scheduler.milestones=[{int(0.8 * n)},{int(0.93 * n)}]",
+            f"lr_multiplier.scheduler.num_updates={n}", f"lr_multiplier.warmup_length={20 / n}"]
+
+
+def seg_schedule_options(n: int) -> list[str]:
+    """mmengine overrides that set a claim config's schedule to ``n`` iterations: 20 warm-up iterations, then
+    the poly decay to 0 at ``n``, evaluated and saved at the end, as the file writes it for FT_ITERS."""
+    return [f"train_cfg.max_iters={n}", f"train_cfg.val_interval={n}", f"default_hooks.checkpoint.interval={n}",
+            f"param_scheduler.1.end={n}"]
+
+
+def quick_det_options(n: int = QUICK_ITERS) -> list[str]:
     """detectron2 overrides of a pipeline check: ``n`` iterations, evaluated at the end."""
     return [f"train.max_iter={n}", f"train.eval_period={n}", f"train.checkpointer.period={n}", "train.log_period=1",
             f"lr_multiplier.scheduler.milestones=[{n - 2},{n - 1}]", f"lr_multiplier.scheduler.num_updates={n}"]
 
 
-def quick_seg_options(n: int = 4) -> list[str]:
+def quick_seg_options(n: int = QUICK_ITERS) -> list[str]:
     """mmengine overrides of a pipeline check: ``n`` iterations, evaluated at the end."""
     return [f"train_cfg.max_iters={n}", f"train_cfg.val_interval={n}", f"default_hooks.checkpoint.interval={n}",
             "default_hooks.logger.interval=1"]
@@ -90,16 +109,17 @@ def read_metrics(task: str, path: Path) -> dict[str, float] | None:
     return read_det_metrics(path) if task == "det" else read_seg_metrics(path)
 
 
-def tool_arguments(task: str, init: FineTuneInit, seed: int, data: Path, out: Path, quick: bool) -> tuple[str, list[str]]:
-    """(tool script, its arguments) of one fine-tuning run."""
+def tool_arguments(task: str, init: FineTuneInit, seed: int, data: Path, out: Path, quick: bool,
+                   iters: int = FT_ITERS) -> tuple[str, list[str]]:
+    """(tool script, its arguments) of one fine-tuning run of ``iters`` iterations (4 when ``quick``)."""
     common = ["--backbone", BACKBONE[init.arch], "--config", CONFIGS[task, init.arch], "--overwrite",
               *init.weights(out, seed)]
     path = run_dir(out, task, init, seed)
     if task == "det":
         dataset = coco_toy_dataset_spec(data / "coco")
-        options = [f"train.seed={seed}", *(quick_det_options() if quick else [])]
+        options = [f"train.seed={seed}", *(quick_det_options() if quick else det_schedule_options(iters))]
         return "train_det.py", [*common, "--dataset", dataset, "--output", str(path), *options]
-    options = [f"randomness.seed={seed}", *(quick_seg_options() if quick else [])]
+    options = [f"randomness.seed={seed}", *(quick_seg_options() if quick else seg_schedule_options(iters))]
     return "train_seg.py", [*common, "--dataset", str(data / "ade"), "--work-dir", str(path), "--cfg-options", *options]
 
 
@@ -108,9 +128,21 @@ def finetune(args: argparse.Namespace, run_tool: RunTool, methods: list[str], da
     for task in (t for t in FINETUNE_TASKS if t in args.tasks):
         for seed in args.seeds:  # seed by seed: a partial run still pairs random and pretrained
             for init in finetune_inits(methods):
-                if args.fresh or read_metrics(task, run_dir(out, task, init, seed)) is None:
-                    script, arguments = tool_arguments(task, init, seed, data, out, args.quick)
+                path = run_dir(out, task, init, seed)
+                if args.fresh or read_metrics(task, path) is None:
+                    script, arguments = tool_arguments(task, init, seed, data, out, args.quick, args.ft_iters)
                     run_tool(script, arguments, out / "logs" / f"{task}_{init.name}_s{seed}.log")
+                else:
+                    check_reused_length(path, QUICK_ITERS if args.quick else args.ft_iters)
+
+
+def check_reused_length(path: Path, iters: int) -> None:
+    """Refuse to reuse a finished run of another schedule length: its metrics would join a table of
+    ``iters``-iteration runs."""
+    found = run_iterations(path)
+    if found != iters:
+        raise ValueError(f"{path} holds a finished {found}-iteration run, but this invocation trains {iters} "
+                         "iterations (--ft-iters / --quick): give another --output, or --fresh to retrain it")
 
 
 def collect(methods: list[str], seeds: list[int], out: Path) -> dict[str, dict[int, dict[str, float]]]:
