@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Build (or reuse) the project's Python environment and link it into the clone as .venv.
+# Build (or reuse) the project's dependencies and give the clone its own .venv on top of them.
 #
-# The environment lives outside the clone, under $MIM_CACHE (default ~/.cache/mimtoolkit), in a folder
+# The dependencies live outside the clone, under $MIM_CACHE (default ~/.cache/mimtoolkit), in a folder
 # keyed by a hash of the dependency pins (constraints.txt, pyproject.toml's dependency lists and this
-# script), so every
-# clone with the same pins reuses it. A folder without the `.complete` marker is a half-built
-# environment (an interrupted setup) and is deleted and rebuilt, never reused.
+# script), so every clone with the same pins reuses it. A folder without the `.complete` marker is a
+# half-built environment (an interrupted setup) and is deleted and rebuilt, never reused.
+# The shared folder never holds the project itself: each clone's .venv is a small venv of its own that
+# sees the shared packages and this clone's code, so two clones never run each other's code.
+# MIM_REUSE_ONLY=1: exit 3 instead of building when no complete environment exists for these pins.
 #
 # Steps on a fresh machine (only Python 3.11, gcc and pip needed):
 #   1. venv + torch/torchvision as pinned (numpy<2, setuptools<70 for mmcv's setup.py)
@@ -43,15 +45,30 @@ PYEOF
 }
 
 ENV_DIR="$CACHE/envs/$(pins_hash)"
-link_env() { ln -sfn "$ENV_DIR" "$ROOT/.venv"; }
+
+# $ROOT/.venv: a venv of this clone on the environment's own base Python whose site-packages hold two
+# .pth files: this clone's root first (its code), then the shared environment's site-packages (added as
+# a site dir, so that its own .pth files are processed too). Replaces a link left by older setups.
+make_clone_venv() {
+    local base site shared
+    base=$("$ENV_DIR/bin/python" -c 'import sys; print(sys._base_executable)')
+    rm -rf "$ROOT/.venv"
+    "$base" -m venv --without-pip "$ROOT/.venv"
+    site=$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    shared=$("$ENV_DIR/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    printf '%s\n' "$ROOT" > "$site/00-mimtoolkit-clone.pth"
+    "$base" -c 'import sys; print(f"import site; site.addsitedir({sys.argv[1]!r})")' "$shared" \
+        > "$site/01-mimtoolkit-environment.pth"
+}
 
 if [[ -f "$ENV_DIR/.complete" ]]; then
-    link_env
-    # The editable install points at the clone that built the environment; point it at this one (a
-    # fresh CI clone lives in another folder). No dependency is touched; it takes seconds.
-    "$ENV_DIR/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
-    log "reusing environment $ENV_DIR ($(cat "$ENV_DIR/.complete"))"
+    make_clone_venv
+    log "reusing environment $ENV_DIR ($(cat "$ENV_DIR/.complete")) through $ROOT/.venv"
     exit 0
+fi
+if [[ "${MIM_REUSE_ONLY:-0}" == 1 ]]; then
+    log "no complete environment for these pins at $ENV_DIR (MIM_REUSE_ONLY=1: not building)"
+    exit 3
 fi
 
 if [[ -d "$ENV_DIR" ]]; then
@@ -61,7 +78,6 @@ fi
 mkdir -p "$CACHE/envs" "$CACHE/wheels"
 log "creating environment $ENV_DIR"
 "$PY" -m venv "$ENV_DIR"
-link_env  # the link is harmless while half-built: only the .complete marker makes it reusable
 VPY="$ENV_DIR/bin/python"
 pip_install() { "$VPY" -m pip install --disable-pip-version-check --no-input -c "$CONSTRAINTS" "$@"; }
 # mmcv's setup.py and detectron2's model_zoo import pkg_resources, removed in setuptools 70. torch's
@@ -100,8 +116,9 @@ else
 fi
 pip_install -q --no-deps "$WHEEL_DIR"/mmcv-*.whl
 
-log "step 3/4: the project (editable) with its det, seg and test extras, as pinned in constraints.txt"
+log "step 3/4: the project's dependencies with its det, seg and test extras, as pinned in constraints.txt"
 pip_install -q -e "$ROOT[det,seg,test]"
+"$VPY" -m pip uninstall -q -y mimtoolkit  # keep its dependencies only: each clone's .venv adds its own code
 install_old_setuptools  # the resolver above upgraded it for torch
 
 log "step 4/4: detectron2"
@@ -130,5 +147,5 @@ log "detectron2 source: $D2_SOURCE"
 "$VPY" -c 'import torch, torchvision, mmcv, mmcv.ops, mmseg.models, mmengine, detectron2.modeling, timm, fvcore, pycocotools' \
     || { log "import check failed: the environment is incomplete"; exit 1; }
 echo "built $(date -u +%FT%TZ); mmcv ops: $FLAVOUR; detectron2: $D2_SOURCE" > "$ENV_DIR/.complete"
-link_env
-log "environment ready: $ENV_DIR"
+make_clone_venv
+log "environment ready: $ENV_DIR, used through $ROOT/.venv"
