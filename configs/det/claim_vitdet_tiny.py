@@ -7,7 +7,8 @@ The 8-px patches give a stride-8 map (12 x 12 at 96 px); the simple feature pyra
 2 / 1 / 0.5 to strides 4 / 8 / 16 (p2-p4, no max-pooled level); the RPN and the RoI heads read p2-p4,
 the anchors are 16 / 32 / 64 px (the boxes are 16-42 px). Random and pretrained initialisation run this file as it is; only
 ``--weights`` differs. Every schedule value is written here (not taken from common/toy.py) so that a
-change of the toy demo's schedule does not move the claim's runs.
+change of the toy demo's schedule does not move the claim's runs. ``mini_repro --claim --ft-iters N``
+sets its length by overrides (transfer/claim/finetune.det_schedule_options: steps and warm-up as here).
 """
 from functools import partial
 

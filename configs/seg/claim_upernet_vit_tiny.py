@@ -7,6 +7,7 @@ Scale: the objects (radius 8-21 px at 96 px) keep the range the pretraining pool
 the 8-px patches give a stride-8 map (12 x 12), rescaled 2 / 1 / 0.5 / 0.25 by Feature2Pyramid to the
 recipe's strides 4-32. Random and pretrained initialisation run this file as it is; only ``--weights``
 differs. Every schedule value is written here so a change of the toy rows does not move the claim's runs.
+``mini_repro --claim --ft-iters N`` sets its length by overrides (transfer/claim/finetune.seg_schedule_options).
 """
 _base_ = ['./toy_upernet_vit_tiny.py']
 

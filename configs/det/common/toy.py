@@ -22,8 +22,8 @@ def narrow_heads(model, channels: int = 32, fc_dim: int = 128) -> None:
 
 def short_schedule(train, optimizer, max_iter: int = 900, lr: float = 1e-3):
     """fp32, ``max_iter`` iterations at ``lr``, steps at 80% and 93%; returns the lr multiplier. 900
-    iterations: the demo's AP moved by 4.2 box / 5.9 mask over seeds and thread counts at 600, by 2.4 / 2.6
-    at 900 (docs/DETECTION.md); at 300 it had not converged (box AP 59 vs 73 at 600)."""
+    iterations: over 3 seeds x 1-2 threads the demo's AP moved by 4.2 box / 5.9 mask at 600, by 2.3 / 5.0 at
+    900 (2.4 / 2.6 in an earlier grid; docs/DETECTION.md); at 300 it had not converged (box AP 59 vs 73 at 600)."""
     train.max_iter = max_iter
     train.eval_period = max_iter
     train.checkpointer.period = 100
