@@ -155,7 +155,8 @@ def run_claim(args: argparse.Namespace, run_tool: RunTool, out: Path) -> Results
         ft.finetune(args, run_tool, [m.name for m in methods], data, out)
     finetuned = ft.collect([m.name for m in methods], args.seeds, out)
     if finetuned:
-        tables.append(f"Low-label fine-tuning ({'quick' if args.quick else args.ft_train} labelled images): "
+        setting = "quick" if args.quick else f"{args.ft_train} labelled images, {args.ft_iters} iterations"
+        tables.append(f"Low-label fine-tuning ({setting}): "
                       "Mask R-CNN box / mask AP, UperNet mIoU\n\n"
                       + markdown_table(finetuned, [pair for pair in ft.finetune_pairs([m.name for m in methods])
                                                    if pair[0] in finetuned]))
