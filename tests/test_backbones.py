@@ -256,6 +256,30 @@ def test_load_convmae_checkpoint_resizes_pos_embed():
     assert {"stage1_output_decode.weight", "norm.weight", "decoder_pred.weight"} <= set(report.dropped)
 
 
+def spatial(tokens: torch.Tensor, ids_restore: torch.Tensor, side: int) -> torch.Tensor:
+    """Encoder tokens [N, L, C] in kept order -> a map [N, C, side, side] in raster order."""
+    tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+    return tokens.reshape(tokens.shape[0], side, side, -1).permute(0, 3, 1, 2)
+
+
+def test_loaded_convmae_backbone_computes_the_pretraining_encoders_features():
+    """Equal weights are not enough: at the pretraining resolution (64 px: a 4 x 4 stage-3 grid that one
+    4 x 4 window covers) with nothing masked, every stage of the transfer backbone is the pretraining
+    encoder's. (The ViT backbones cannot match so: ViTDet drops the class token that MAE attends to.)"""
+    torch.manual_seed(0)
+    model = perturbed(build_model("convmae_tiny", img_size=64)).eval()
+    bb = build_backbone("convmae_tiny", img_size=64).eval()
+    load_backbone_checkpoint(bb, model.state_dict())
+    imgs = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = bb(imgs)
+        _, _, ids_restore, feats = model.forward_encoder(imgs, 0.0, return_features=True)
+    assert bb.window_sizes == [0, 4]
+    torch.testing.assert_close(out["s0"], feats["stage1"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["s1"], feats["stage2"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["s2"], spatial(feats["stage3"], ids_restore, 4), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("ref_name", ["mae_vit_base", "sim_vit_base", "convmae_base"])
 def test_official_key_lists_fit(ref_name):
     """Every backbone weight but the relative position tables comes from the official checkpoint."""
