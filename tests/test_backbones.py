@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 from pretrain.checkpoints import CheckpointMismatchError
 from pretrain.models import build_model
+from pretrain.models.conv_stages import GridLayout
+from pretrain.models.masking import gather_tokens
 from transfer.backbones import build_backbone, convert_state_dict, load_backbone_checkpoint
 from transfer.backbones.pos_resize import abs_pos_for_grid, resize_pos_embed
 from transfer.backbones.rel_pos import RelativePositionBias
@@ -256,12 +258,6 @@ def test_load_convmae_checkpoint_resizes_pos_embed():
     assert {"stage1_output_decode.weight", "norm.weight", "decoder_pred.weight"} <= set(report.dropped)
 
 
-def spatial(tokens: torch.Tensor, ids_restore: torch.Tensor, side: int) -> torch.Tensor:
-    """Encoder tokens [N, L, C] in kept order -> a map [N, C, side, side] in raster order."""
-    tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-    return tokens.reshape(tokens.shape[0], side, side, -1).permute(0, 3, 1, 2)
-
-
 def test_loaded_convmae_backbone_computes_the_pretraining_encoders_features():
     """Equal weights are not enough: at the pretraining resolution (64 px: a 4 x 4 stage-3 grid that one
     4 x 4 window covers) with nothing masked, every stage of the transfer backbone is the pretraining
@@ -277,7 +273,8 @@ def test_loaded_convmae_backbone_computes_the_pretraining_encoders_features():
     assert bb.window_sizes == [0, 4]
     torch.testing.assert_close(out["s0"], feats["stage1"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out["s1"], feats["stage2"], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out["s2"], spatial(feats["stage3"], ids_restore, 4), atol=1e-5, rtol=1e-5)
+    stage3 = GridLayout(4, 4).to_map(gather_tokens(feats["stage3"], ids_restore))  # kept order -> raster
+    torch.testing.assert_close(out["s2"], stage3, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("ref_name", ["mae_vit_base", "sim_vit_base", "convmae_base"])
