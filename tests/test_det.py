@@ -133,13 +133,15 @@ def _run_tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_toy_training_reaches_ap_and_eval_only_reproduces_it(tmp_path):
-    proc = _run_tool("--backbone", "mae_vit_tiny", "--dataset", "toy", "--output", "train", cwd=tmp_path)
+    # seed 0 at 2 threads: with the earlier 32-channel mask head its mask loss stalled (AP 74.4 / 72.0 here)
+    proc = _run_tool("--backbone", "mae_vit_tiny", "--dataset", "toy", "--output", "train", "train.seed=0",
+                     cwd=tmp_path)
     # torch's build configuration (detectron2's environment dump) stays in log.txt, off the screen
     assert "PyTorch built with" not in proc.stdout + proc.stderr
     assert "PyTorch built with" in (tmp_path / "train" / "log.txt").read_text()
     trained = json.loads((tmp_path / "train" / "results.json").read_text())
-    # the demo's 900 iterations gave AP_box 74.5-76.9 / AP_mask 73.7-76.3 over 3 seeds x 1-2 threads
-    assert trained["bbox"]["AP"] >= 70 and trained["segm"]["AP"] >= 69, trained
+    # the demo gave AP_box 75.8-77.6 / AP_mask 75.2-77.6 over seeds 0-5 x 1 thread and 0-2 x 2 threads
+    assert trained["bbox"]["AP"] >= 72 and trained["segm"]["AP"] >= 74, trained
     _run_tool("--backbone", "mae_vit_tiny", "--dataset", "toy", "--output", "eval", "--eval-only",
               "--weights", "train/model_final.pth", cwd=tmp_path)
     evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
