@@ -15,8 +15,10 @@ import torch
 from pretrain.config import load_config
 from transfer.claim import finetune as ft
 from transfer.claim.frozen_eval import POOL, build_encoder
-from transfer.claim.pipeline import METHODS, pretrain_overrides
+from transfer.claim.pipeline import METHODS, UnfinishedStep, pretrain_overrides
 from transfer.claim.report import Stat, beats, markdown_table
+
+from tool_module import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,6 +142,18 @@ def test_collect_merges_det_and_seg_runs(tmp_path):
     assert ft.collect(["mae"], [0, 1], tmp_path) == {"mae": {1: {"AP_box": 3.0, "AP_mask": 2.0}}}
 
 
+def test_report_only_runs_no_step(tmp_path, monkeypatch):
+    mini_repro = load_tool("mini_repro")
+    calls = []
+    monkeypatch.setattr(mini_repro, "run_tool", lambda *a: calls.append(a))
+    with pytest.raises(UnfinishedStep):  # nothing finished in this --output: the first step is missing
+        mini_repro.main(["--claim", "--report-only", "--output", str(tmp_path / "claim"), "--methods", "mae"])
+    assert calls == [] and not (tmp_path / "claim" / "data").exists()
+    for argv in (["--report-only"], ["--claim", "--report-only", "--fresh"]):  # it rebuilds --claim tables only
+        with pytest.raises(SystemExit):
+            mini_repro.parse_args(argv)
+
+
 @pytest.mark.slow
 def test_quick_claim_end_to_end(tmp_path):
     out = tmp_path / "claim"
@@ -178,6 +192,16 @@ def test_quick_claim_end_to_end(tmp_path):
 
     again = run("--seeds", "0")  # every task of seed 0 is there: nothing runs, both tables are written
     assert "$ " not in again and "mae − random_mae" in again and "mae − random_vit" in again
+    table = (out / "claim_table.md").read_text()
+    assert "$ " not in run("--seeds", "0", "--report-only") and (out / "claim_table.md").read_text() == table
+
+    # --report-only never runs a missing step: seed 1 was not fine-tuned, and its frozen evaluation is removed
+    (out / "eval" / "mae_s1.json").unlink()
+    for args in (["--tasks", "det"], ["--tasks", "cls"]):
+        proc = subprocess.run([*cmd, "--seeds", "1", "--report-only", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode != 0 and "UnfinishedStep" in proc.stderr
+    assert not (out / "det" / "random_vit_s1").exists() and not (out / "eval" / "mae_s1.json").exists()
 
 
 def test_a_detector_that_found_nothing_scores_zero_ap(tmp_path):

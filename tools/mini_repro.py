@@ -5,6 +5,7 @@ help Mask R-CNN and UperNet fine-tuning, compared with random initialisation and
     python tools/mini_repro.py --quick               # a few steps of everything: the pipeline check for CI
     python tools/mini_repro.py --output DIR --no-seg # detection only
     python tools/mini_repro.py --claim --output DIR  # the claim: kNN / linear probe, low-label det / seg, 3 seeds
+    python tools/mini_repro.py --claim --output DIR --report-only  # its tables again, from finished runs only
 
 Steps, each by running the project's own command-line tool (printed before it runs, so any row can
 be redone by hand):
@@ -107,7 +108,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="fine-tuning seed, the same for every initialisation")
     p.add_argument("--fresh", action="store_true", help="redo finished steps")
     add_arguments(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.report_only and (args.fresh or not args.claim):
+        p.error("--report-only rebuilds the tables of --claim from finished runs: it needs --claim, not --fresh")
+    return args
 
 
 def make_data(args, data: Path, out: Path) -> None:

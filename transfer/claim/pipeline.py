@@ -12,7 +12,8 @@
 5. the tables (mean, std, every seed; the 2-std verdict) and the plots.
 --tasks picks steps 3 (cls) and 4 (det, seg); the tables list every finished run of the asked methods and
 seeds, so the det and seg parts may run as parallel invocations on the same --output. A step whose
-output exists is skipped (--fresh redoes it).
+output exists is skipped (--fresh redoes it); with --report-only a step whose output is missing is an error
+(UnfinishedStep) instead of being run: the tables and plots are rebuilt from finished runs only.
 """
 from __future__ import annotations
 
@@ -65,7 +66,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", type=int, default=4000, help="claim: unlabelled images")
     p.add_argument("--labels", type=int, nargs="+", default=[64], help="claim: label budgets (multiples of 8)")
     p.add_argument("--methods", nargs="+", choices=[m.name for m in METHODS], help="claim: these methods only")
+    p.add_argument("--report-only", action="store_true",
+                   help="claim: rebuild the tables and plots from finished runs; a missing step is an error")
     ft.add_finetune_arguments(p)
+
+
+class UnfinishedStep(FileNotFoundError):
+    """--report-only met a step of the claim whose output is not in --output."""
+
+
+def refuse_to_run(script: str, arguments: list[str], log: Path) -> None:
+    """The RunTool of --report-only: any step it would run is unfinished."""
+    raise UnfinishedStep(f"--report-only: step {log.stem!r} (tools/{script}) has no finished output here; "
+                         "run the same command without --report-only to make it")
 
 
 def sizes(args: argparse.Namespace) -> dict[str, int]:
@@ -113,6 +126,9 @@ def evaluate_all(args: argparse.Namespace, methods: list[ClaimMethod], data: Pat
             for seed in args.seeds:
                 path = out / "eval" / f"{init}_s{seed}.json"
                 if args.fresh or not path.is_file():
+                    if args.report_only:
+                        raise UnfinishedStep(f"--report-only: {path} (frozen evaluation) is missing; run the "
+                                             "same command without --report-only to make it")
                     overrides = pretrain_overrides(method, seed, sizes(args)["epochs"], data)
                     cfg = load_config(method.config_file(), overrides)
                     run_dir = None if init.startswith("random") else out / "pretrain" / f"{method.name}_s{seed}"
@@ -140,6 +156,7 @@ def run_claim(args: argparse.Namespace, run_tool: RunTool, out: Path) -> Results
     """Steps 1-5; writes OUT/claim_table.md, OUT/claim_results.json + claim_seeds.png (cls),
     OUT/claim_finetune.json + claim_finetune.png (det / seg), OUT/claim_knn.png; returns the cls results."""
     t_start = time.time()
+    run_tool = refuse_to_run if args.report_only else run_tool
     methods = [m for m in METHODS if not args.methods or m.name in args.methods]
     data = make_data(args, run_tool, out)
     pretrain(args, run_tool, methods, data, out)
