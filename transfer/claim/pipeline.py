@@ -74,11 +74,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 class UnfinishedStep(FileNotFoundError):
     """--report-only met a step of the claim whose output is not in --output."""
 
+    def __init__(self, step: str):
+        super().__init__(f"--report-only: {step} has no finished output in this --output; run the same command "
+                         "without --report-only to make it")
+
 
 def refuse_to_run(script: str, arguments: list[str], log: Path) -> None:
     """The RunTool of --report-only: any step it would run is unfinished."""
-    raise UnfinishedStep(f"--report-only: step {log.stem!r} (tools/{script}) has no finished output here; "
-                         "run the same command without --report-only to make it")
+    raise UnfinishedStep(f"step {log.stem!r} (tools/{script})")
 
 
 def sizes(args: argparse.Namespace) -> dict[str, int]:
@@ -127,8 +130,7 @@ def evaluate_all(args: argparse.Namespace, methods: list[ClaimMethod], data: Pat
                 path = out / "eval" / f"{init}_s{seed}.json"
                 if args.fresh or not path.is_file():
                     if args.report_only:
-                        raise UnfinishedStep(f"--report-only: {path} (frozen evaluation) is missing; run the "
-                                             "same command without --report-only to make it")
+                        raise UnfinishedStep(f"the frozen evaluation {path.name}")
                     overrides = pretrain_overrides(method, seed, sizes(args)["epochs"], data)
                     cfg = load_config(method.config_file(), overrides)
                     run_dir = None if init.startswith("random") else out / "pretrain" / f"{method.name}_s{seed}"
