@@ -1,4 +1,4 @@
-"""Every ```python block of README.md and docs/*.md runs as printed.
+"""Every ```python block of README.md and docs/*.md runs as printed, and every relative link resolves.
 
 Convention (README.md and docs/ keep to it): each ```python block is self-contained (its own imports) and
 cheap as printed (paper sizes on the meta device, or tiny sizes), so a user can paste it into a fresh
@@ -42,3 +42,14 @@ def test_python_block_runs_verbatim(page: Path, line: int, source: str, tmp_path
     monkeypatch.chdir(tmp_path)
     code = compile("\n" * (line - 1) + source, str(page), "exec")  # tracebacks give the page's line numbers
     exec(code, {"__name__": "__readme__"})
+
+
+_LOCAL_LINK = re.compile(r"\]\(((?!https?://|#|mailto:)[^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_local_links_and_images_exist(page: Path):
+    """Every relative link and image of a page (the claim's plots included) names a file of the repository."""
+    targets = {m.group(1).split("#")[0] for m in _LOCAL_LINK.finditer(page.read_text())}
+    missing = sorted(t for t in targets if t and not (page.parent / t).exists())
+    assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
