@@ -6,7 +6,7 @@ from .toy_vitdet_tiny import dataloader as _toy_dataloader
 
 image_size = 192
 model.backbone.bottom_up.update(name="convmae_tiny", img_size=image_size)  # window 4, block 0 global
-narrow_heads(model)
+narrow_heads(model, mask_dim=64)  # 32 channels stalled at some seeds (docs/DETECTION.md)
 dataloader.train = _toy_dataloader.train
 dataloader.test = _toy_dataloader.test
 
