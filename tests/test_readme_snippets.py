@@ -53,3 +53,10 @@ def test_local_links_and_images_exist(page: Path):
     targets = {m.group(1).split("#")[0] for m in _LOCAL_LINK.finditer(page.read_text())}
     missing = sorted(t for t in targets if t and not (page.parent / t).exists())
     assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
+
+
+def test_readme_shows_the_claims_plots():
+    """Issue 18: README shows the claim's plots itself (images, not only a link to docs/CPU_CLAIM.md)."""
+    images = {m.group(1) for m in re.finditer(r"!\[[^\]]*\]\(([^)\s]+)\)", (ROOT / "README.md").read_text())}
+    assert {"docs/img/claim_seeds.png", "docs/img/claim_knn.png"} <= images
+    assert any(i.startswith("docs/img/claim_finetune") for i in images)
